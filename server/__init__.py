@@ -1,0 +1,1 @@
+"""A Flask server that speaks TensorFlow Serving's REST API."""
