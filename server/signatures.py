@@ -1,0 +1,83 @@
+"""A SignatureDef, read once into plain Python: what the codec and the validator need to know.
+
+The official `SignatureDef` proto stays attached (`Signature.proto`) for the metadata API;
+everything on the request path reads these small frozen dataclasses instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+
+# DataType enum -> numpy dtype for the types a JSON request can carry.
+# DT_STRING maps to object (Python bytes); DT_HALF/DT_BFLOAT16 are fed as float32 and cast by TF.
+NUMPY_DTYPES = {
+    types_pb2.DT_FLOAT: np.dtype(np.float32),
+    types_pb2.DT_DOUBLE: np.dtype(np.float64),
+    types_pb2.DT_HALF: np.dtype(np.float16),
+    types_pb2.DT_INT8: np.dtype(np.int8),
+    types_pb2.DT_INT16: np.dtype(np.int16),
+    types_pb2.DT_INT32: np.dtype(np.int32),
+    types_pb2.DT_INT64: np.dtype(np.int64),
+    types_pb2.DT_UINT8: np.dtype(np.uint8),
+    types_pb2.DT_UINT16: np.dtype(np.uint16),
+    types_pb2.DT_UINT32: np.dtype(np.uint32),
+    types_pb2.DT_UINT64: np.dtype(np.uint64),
+    types_pb2.DT_BOOL: np.dtype(np.bool_),
+    types_pb2.DT_STRING: np.dtype(object),
+}
+
+
+def dtype_name(dtype_enum: int) -> str:
+    """'DT_FLOAT' -> 'float', as TF Serving's messages spell types."""
+    return types_pb2.DataType.Name(dtype_enum)[3:].lower()
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    key: str                      # the signature's input/output key, e.g. "x"
+    tensor_name: str              # the graph tensor, e.g. "x:0"
+    dtype: int                    # a types_pb2.DataType value, e.g. types_pb2.DT_FLOAT
+    shape: tuple[int, ...] | None  # None: unknown rank; -1: a dimension of any size
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return NUMPY_DTYPES.get(self.dtype, np.dtype(object))
+
+    @property
+    def dtype_name(self) -> str:
+        return dtype_name(self.dtype)
+
+    def shape_text(self) -> str:
+        """The declared shape as a person reads it: [-1,28,28,1] or <unknown rank>."""
+        if self.shape is None:
+            return "<unknown rank>"
+        return "[" + ",".join(str(d) for d in self.shape) + "]"
+
+    @classmethod
+    def from_proto(cls, key: str, info: meta_graph_pb2.TensorInfo) -> "TensorSpec":
+        shp = info.tensor_shape
+        shape = None if shp.unknown_rank else tuple(int(d.size) for d in shp.dim)
+        return cls(key=key, tensor_name=info.name, dtype=int(info.dtype), shape=shape)
+
+
+@dataclass(frozen=True)
+class Signature:
+    name: str
+    method_name: str
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+    proto: meta_graph_pb2.SignatureDef = field(compare=False, repr=False)
+
+    @classmethod
+    def from_proto(cls, name: str, sig: meta_graph_pb2.SignatureDef) -> "Signature":
+        # Keys are sorted, as TF Serving iterates the proto map in key order.
+        return cls(
+            name=name,
+            method_name=sig.method_name,
+            inputs={k: TensorSpec.from_proto(k, sig.inputs[k]) for k in sorted(sig.inputs)},
+            outputs={k: TensorSpec.from_proto(k, sig.outputs[k]) for k in sorted(sig.outputs)},
+            proto=sig,
+        )
