@@ -1,0 +1,133 @@
+"""One loaded version of one model: a SavedModel in a TensorFlow session, like TF Serving's bundle.
+
+TF Serving loads every SavedModel (TF1 and TF2 exports alike) into a `Session` and runs a signature
+by feeding and fetching the tensors its SignatureDef names. This module does the same with
+`tf.compat.v1.saved_model.load`, which also serves TF1 models that `tf.saved_model.load` rejects
+(reference variables, as in the `saved_model_counter` test model).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import numpy as np
+
+from . import errors
+from .signatures import Signature
+
+log = logging.getLogger("server.servable")
+
+SERVE_TAG = "serve"
+# TF2 exports carry this entry in their signature map: it is the variables' init op, not a
+# callable signature; it stays in the metadata (as in TF Serving) but cannot be run.
+INIT_OP_SIGNATURE = "__saved_model_init_op"
+
+_TF_CODE_NAMES = {
+    1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
+    6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION",
+    10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
+    15: "DATA_LOSS", 16: "UNAUTHENTICATED",
+}
+
+
+def _tf():
+    # TensorFlow is imported on first use so that `python -m server --help` answers at once.
+    import tensorflow as tf
+    return tf
+
+
+def error_from_exception(exc: BaseException, context: str) -> errors.ServingError:
+    """Turn whatever TensorFlow raised into a ServingError with the matching status code."""
+    if isinstance(exc, errors.ServingError):
+        return exc
+    tf = _tf()
+    if isinstance(exc, tf.errors.OpError):
+        code = _TF_CODE_NAMES.get(exc.error_code, "UNKNOWN")
+        message = exc.message.split("\n\t[[")[0].strip()  # drop the graph-node trailer
+    elif isinstance(exc, FileNotFoundError) or (isinstance(exc, OSError) and "does not exist" in str(exc)):
+        code, message = "NOT_FOUND", str(exc)
+    elif isinstance(exc, (ValueError, TypeError)):
+        code, message = "INVALID_ARGUMENT", str(exc)
+    else:
+        code, message = "UNKNOWN", f"{type(exc).__name__}: {exc}"
+    return errors.ServingError(code, f"{context}{message}" if context else message)
+
+
+class Servable:
+    """A SavedModel version loaded in its own graph and session."""
+
+    def __init__(self, name: str, version: int, path: str, session, meta_graph):
+        self.name = name
+        self.version = version
+        self.path = path
+        self._session = session
+        self._meta_graph = meta_graph
+        self.signatures: dict[str, Signature] = {
+            key: Signature.from_proto(key, sig)
+            for key, sig in sorted(meta_graph.signature_def.items())
+            if key != INIT_OP_SIGNATURE
+        }
+        self._callables: dict[tuple, object] = {}
+        self._callables_lock = threading.Lock()
+
+    def signature_def_map(self):
+        """Every SignatureDef of the serving MetaGraph (the official protos), for the metadata API."""
+        return self._meta_graph.signature_def
+
+    def get_signature(self, name: str) -> Signature:
+        sig = self.signatures.get(name)
+        if sig is None:
+            raise errors.invalid_argument(f'Serving signature name: "{name}" not found in signature def')
+        return sig
+
+    def _callable(self, signature: Signature, input_keys: tuple[str, ...]):
+        key = (signature.name, input_keys)
+        fn = self._callables.get(key)
+        if fn is None:
+            with self._callables_lock:
+                fn = self._callables.get(key)
+                if fn is None:
+                    fetches = [spec.tensor_name for spec in signature.outputs.values()]
+                    feeds = [signature.inputs[k].tensor_name for k in input_keys]
+                    graph = self._session.graph
+                    fn = self._session.make_callable(
+                        [graph.get_tensor_by_name(t) for t in fetches],
+                        [graph.get_tensor_by_name(t) for t in feeds],
+                    )
+                    self._callables[key] = fn
+        return fn
+
+    def run(self, signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Feed `inputs` (already validated against the signature), fetch every output."""
+        if self._session is None:
+            raise errors.unavailable(f"Servable {self.name} version {self.version} is unloaded")
+        keys = tuple(sorted(inputs))
+        fn = self._callable(signature, keys)
+        try:
+            values = fn(*[inputs[k] for k in keys])
+        except Exception as exc:  # a failure inside the model: a JSON error, never a dropped connection
+            raise error_from_exception(exc, "") from exc
+        return {k: np.asarray(v) for k, v in zip(signature.outputs, values)}
+
+    def unload(self) -> None:
+        session, self._session = self._session, None
+        self._callables.clear()
+        if session is not None:
+            session.close()
+
+
+def load_servable(name: str, version: int, path: str, tags=(SERVE_TAG,)) -> Servable:
+    """Load one version folder. Raises ServingError with TF's status code when it cannot be loaded."""
+    tf = _tf()
+    if not os.path.isdir(path):
+        raise errors.not_found(f"Could not find base path {path} for servable {name} with error Not found")
+    graph = tf.Graph()
+    session = tf.compat.v1.Session(graph=graph)
+    try:
+        with graph.as_default():
+            meta_graph = tf.compat.v1.saved_model.load(session, list(tags), path)
+    except BaseException as exc:
+        session.close()
+        raise error_from_exception(exc, "") from exc
+    return Servable(name, version, path, session, meta_graph)
