@@ -1,0 +1,79 @@
+"""Process wiring: one worker's app (manager + API + Flask) and the gunicorn server around it."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+log = logging.getLogger("server")
+
+
+class Worker:
+    """Everything one worker process serves with: started after the fork, stopped at exit."""
+
+    def __init__(self, args, settings):
+        from .app import create_app
+        from .handlers import ServingAPI
+        from .lifecycle import ModelManager
+
+        self.batchers = None
+        if args.enable_batching:
+            from .batching import BatcherPool
+            self.batchers = BatcherPool(args.batching_parameters)
+        self.manager = ModelManager(
+            settings,
+            file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
+            config_file=args.model_config_file or None,
+            config_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
+            enable_warmup=args.enable_model_warmup,
+            tags=args.saved_model_tags,
+            run_timeout_ms=args.rest_api_timeout_in_ms,
+        )
+        self.api = ServingAPI(self.manager, batcher_for=self.batchers.batcher_for if self.batchers else None)
+        self.app = create_app(self.api)
+        self.manager.start()
+
+    def stop(self):
+        self.manager.stop()
+        if self.batchers is not None:
+            self.batchers.close()
+
+
+def serve(args, settings) -> int:
+    """Run gunicorn with threaded workers until SIGINT/SIGTERM."""
+    from gunicorn.app.base import BaseApplication
+
+    holder = {}
+
+    class Application(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", [f"{args.rest_api_host}:{args.rest_api_port}"])
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", args.rest_api_num_threads)
+            self.cfg.set("timeout", 120)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("keepalive", 75)
+            self.cfg.set("backlog", 2048)
+            self.cfg.set("accesslog", None)
+            self.cfg.set("errorlog", "-")
+            self.cfg.set("loglevel", args.log_level)
+            self.cfg.set("proc_name", "tf-serving-flask")
+            self.cfg.set("worker_exit", _worker_exit)
+
+        def load(self):
+            # Runs in each worker after the fork: TensorFlow is imported and models load here.
+            worker = Worker(args, settings)
+            holder["worker"] = worker
+            return worker.app
+
+    def _worker_exit(server, worker):
+        w = holder.get("worker")
+        if w is not None:
+            w.stop()
+
+    log.info("REST API on http://%s:%d/v1/models/... with %d worker(s) x %d threads",
+             args.rest_api_host, args.rest_api_port, args.workers, args.rest_api_num_threads)
+    Application().run()
+    return 0
