@@ -51,13 +51,15 @@ def dispatch(api: ServingAPI, method: str, path: str, body: bytes) -> bytes:
         m = _PREDICT.fullmatch(path)
         if m:
             name, version, label, verb = m.groups()
-            handler = {"predict": api.predict, "classify": api.classify, "regress": api.regress}[verb.lower()]
-            return handler(name, _version(version), label, body)
+            # The pattern ignores case, but TF Serving dispatches on the exact lower-case verb.
+            handler = {"predict": api.predict, "classify": api.classify, "regress": api.regress}.get(verb)
+            if handler is not None:
+                return handler(name, _version(version), label, body)
     elif method == "GET":
         m = _STATUS.fullmatch(path)
         if m:
             name, version, label, sub = m.groups()
-            if sub:
+            if sub == "metadata":  # exact, as in TF Serving; "/METADATA" falls through to status
                 return api.model_metadata(name or "", _version(version), label)
             return api.model_status(name or "", _version(version), label)
     raise errors.invalid_argument(f"Malformed request: {method} {path}")

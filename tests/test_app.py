@@ -1,0 +1,244 @@
+"""The REST contract through Flask's test client, on TF Serving's own test models.
+
+Every row of ../shared/tf-serving-rest-contract.md that can be checked in-process is here; the same
+requests against a real `python -m server` process are in test_server_process.py.
+"""
+import json
+
+import pytest
+
+from server import config
+from server.app import create_app
+from server.handlers import ServingAPI
+from server.lifecycle import ModelManager
+
+CONFIG = """
+model_config_list {
+  config {
+    name: "half_plus_two"
+    base_path: "%(td)s/saved_model_half_plus_two_2_versions"
+    model_platform: "tensorflow"
+    model_version_policy { all {} }
+    version_labels { key: "stable" value: 123 }
+    version_labels { key: "canary" value: 124 }
+  }
+  config { name: "tf2" base_path: "%(td)s/saved_model_half_plus_two_tf2_cpu" model_platform: "tensorflow" }
+  config { name: "counter" base_path: "%(td)s/saved_model_counter" model_platform: "tensorflow" }
+  config { name: "half_plus_three" base_path: "%(td)s/saved_model_half_plus_three" model_platform: "tensorflow" }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def manager(testdata, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "models.config"
+    path.write_text(CONFIG % {"td": testdata})
+    mgr = ModelManager(config.read_config_file(str(path)), file_system_poll_wait_seconds=0).start()
+    assert mgr.wait_until_settled(120)
+    yield mgr
+    mgr.stop()
+
+
+@pytest.fixture(scope="module")
+def client(manager):
+    return create_app(ServingAPI(manager)).test_client()
+
+
+def post(client, path, doc):
+    body = doc if isinstance(doc, (bytes, str)) else json.dumps(doc)
+    r = client.post(path, data=body)
+    return r.status_code, json.loads(r.data)
+
+
+def error(client, method, path, body=b""):
+    r = client.open(path, method=method, data=body)
+    assert r.content_type == "application/json"
+    doc = json.loads(r.data)
+    assert list(doc) == ["error"], doc
+    return r.status_code, doc["error"]
+
+
+# -- predict ------------------------------------------------------------------------------
+
+def test_predict_row_format_known_answer(client):
+    assert post(client, "/v1/models/half_plus_two:predict", {"instances": [[1.0], [2.0], [5.0]]}) == (
+        200, {"predictions": [[2.5], [3.0], [4.5]]})
+
+
+def test_predict_fixture_readme_request_is_validated(client):
+    # The fixture README's request from TF Serving's handler test, [[1.0, 2.0], [3.0, 4.0]], feeds two
+    # values per row to `x`, which the signature declares as [-1, 1]. TF Serving's C++ session does not
+    # check fed shapes, and the model happens to be elementwise; this server checks inputs against the
+    # signature before running the model, so the request is a 400 that says what was expected...
+    status, doc = post(client, "/v1/models/half_plus_two:predict", {"instances": [[1.0, 2.0], [3.0, 4.0]]})
+    assert status == 400
+    assert "x" in doc["error"] and "[-1,1]" in doc["error"].replace(" ", "") and "[2,2]" in doc["error"].replace(" ", "")
+    # ...and the same values in the declared shape give TF Serving's answer.
+    assert post(client, "/v1/models/half_plus_two:predict", {"instances": [[1.0], [2.0], [3.0], [4.0]]}) == (
+        200, {"predictions": [[2.5], [3.0], [3.5], [4.0]]})
+
+
+def test_predict_columnar_format(client):
+    status, doc = post(client, "/v1/models/half_plus_two:predict", {"inputs": {"x": [[1.0], [3.0]]}})
+    assert (status, doc) == (200, {"outputs": [[2.5], [3.5]]})
+    status, doc = post(client, "/v1/models/half_plus_two:predict", {"inputs": [[1.0], [3.0]]})
+    assert (status, doc) == (200, {"outputs": [[2.5], [3.5]]})
+
+
+def test_predict_by_version_and_label(client):
+    for path in ("/v1/models/half_plus_two/versions/123:predict", "/v1/models/half_plus_two/labels/stable:predict",
+                 "/v1/models/half_plus_two/labels/canary:predict"):
+        assert post(client, path, {"instances": [[4.0]]}) == (200, {"predictions": [[4.0]]})
+
+
+def test_predict_half_plus_three(client):
+    assert post(client, "/v1/models/half_plus_three:predict", {"instances": [[1.0]]}) == (
+        200, {"predictions": [[3.5]]})
+
+
+def test_predict_tf2_export(client):
+    assert post(client, "/v1/models/tf2:predict", {"instances": [3.0]}) == (200, {"predictions": [3.5]})
+
+
+def test_predict_nan_and_infinity_tokens(client):
+    r = client.post("/v1/models/half_plus_two:predict", data='{"instances": [[NaN], [Infinity], [-Infinity]]}')
+    assert r.status_code == 200
+    assert r.data.replace(b" ", b"").replace(b"\n", b"") == b'{"predictions":[[NaN],[Infinity],[-Infinity]]}'
+
+
+def test_predict_stateful_counter(client):
+    first = post(client, "/v1/models/counter:predict", {"signature_name": "incr_counter", "instances": []})
+    assert first[0] == 200, first
+    status, doc = post(client, "/v1/models/counter:predict", {"signature_name": "get_counter", "inputs": {}})
+    assert status == 200, doc
+
+
+def test_predict_errors(client):
+    p = "/v1/models/half_plus_two:predict"
+    code, msg = error(client, "POST", p, b"")
+    assert code == 400 and "JSON Parse error: The document is empty" in msg
+    code, msg = error(client, "POST", p, b"not json")
+    assert code == 400 and "JSON Parse error: Invalid value" in msg
+    code, msg = error(client, "POST", p, json.dumps({"signature_name": 5, "instances": [[1.0]]}))
+    assert (code, msg) == (400, "'signature_name' key must be a string value.")
+    code, msg = error(client, "POST", p, json.dumps({"foo": 1}))
+    assert code == 400 and "Missing 'inputs' or 'instances' key" in msg
+    code, msg = error(client, "POST", p, json.dumps({"signature_name": "nope", "instances": [[1.0]]}))
+    assert (code, msg) == (400, 'Serving signature name: "nope" not found in signature def')
+    code, msg = error(client, "POST", p, json.dumps({"instances": [["a"]]}))
+    assert code == 400 and "not of expected type: float" in msg
+    code, msg = error(client, "POST", p, json.dumps({"instances": [[1.0], [1.0, 2.0]]}))
+    assert code == 400 and ("Expecting tensor size" in msg or "Expecting shape" in msg)
+
+
+def test_validation_names_input_dtype_and_shape(client):
+    code, msg = error(client, "POST", "/v1/models/half_plus_two:predict", json.dumps({"instances": [[[1.0]]]}))
+    assert code == 400
+    assert "x" in msg and "float" in msg and "-1,1" in msg.replace(" ", ""), msg
+
+
+# -- classify / regress -------------------------------------------------------------------
+
+def test_regress_known_answer(client):
+    assert post(client, "/v1/models/half_plus_two:regress",
+                {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]}) == (200, {"results": [42.0]})
+
+
+def test_regress_with_context(client):
+    status, doc = post(client, "/v1/models/half_plus_two:regress",
+                       {"signature_name": "regress_x_to_y", "context": {"x": 10.0}, "examples": [{}, {}]})
+    assert (status, doc) == (200, {"results": [7.0, 7.0]})
+
+
+def test_classify_known_answer(client):
+    assert post(client, "/v1/models/half_plus_two:classify",
+                {"signature_name": "classify_x_to_y", "examples": [{"x": 20.0}]}) == (
+        200, {"results": [[["", 12.0]]]})
+
+
+def test_classify_wrong_signature_method(client):
+    code, msg = error(client, "POST", "/v1/models/half_plus_two:classify",
+                      json.dumps({"signature_name": "regress_x_to_y", "examples": [{"x": 1.0}]}))
+    assert code == 400 and "Expected classification signature method_name" in msg
+    code, msg = error(client, "POST", "/v1/models/half_plus_two:regress", json.dumps({"examples": [1]}))
+    assert code == 400 and "Example must be JSON object" in msg
+
+
+# -- status and metadata ------------------------------------------------------------------
+
+def test_model_status(client):
+    r = client.get("/v1/models/half_plus_two")
+    assert r.status_code == 200
+    doc = json.loads(r.data)
+    versions = {s["version"]: s for s in doc["model_version_status"]}
+    assert set(versions) == {"123", "124"}
+    for s in versions.values():
+        assert s["state"] == "AVAILABLE"
+        assert s["status"] == {"error_code": "OK", "error_message": ""}
+    one = json.loads(client.get("/v1/models/half_plus_two/versions/123").data)
+    assert [s["version"] for s in one["model_version_status"]] == ["123"]
+    labelled = json.loads(client.get("/v1/models/half_plus_two/labels/canary").data)
+    assert [s["version"] for s in labelled["model_version_status"]] == ["124"]
+
+
+def test_model_metadata(client):
+    r = client.get("/v1/models/half_plus_two/versions/123/metadata")
+    assert r.status_code == 200
+    doc = json.loads(r.data)
+    assert doc["model_spec"] == {"name": "half_plus_two", "signature_name": "", "version": "123"}
+    sigs = doc["metadata"]["signature_def"]["signature_def"]
+    assert set(sigs) >= {"serving_default", "classify_x_to_y", "regress_x_to_y"}
+    x = sigs["serving_default"]["inputs"]["x"]
+    assert x["dtype"] == "DT_FLOAT" and x["name"] == "x:0"
+    assert [d["size"] for d in x["tensor_shape"]["dim"]] == ["-1", "1"]
+    assert sigs["serving_default"]["method_name"] == "tensorflow/serving/predict"
+    assert sigs["classify_x_to_y"]["inputs"]["inputs"]["tensor_shape"]["unknown_rank"] is True
+    latest = json.loads(client.get("/v1/models/half_plus_two/metadata").data)
+    assert latest["model_spec"]["version"] == "124"
+
+
+# -- routing errors -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/v1/models/half_plus_two:predict"),
+    ("POST", "/v1/models/half_plus_two/version/123:predict"),
+    ("POST", "/v1/models/half_plus_two/versions/abc:predict"),
+    ("POST", "/v1/models/half_plus_two/versions/123/labels/stable:predict"),
+    ("POST", "/v1/models/half_plus_two/metadata"),
+    ("PUT", "/v1/models/half_plus_two"),
+    ("POST", "/v1/models/half_plus_two:explain"),
+])
+def test_malformed_requests(client, method, path):
+    code, msg = error(client, method, path, b"{}")
+    assert (code, msg) == (400, f"Malformed request: {method} {path}")
+
+
+def test_missing_model_name(client):
+    assert error(client, "GET", "/v1/models") == (400, "Missing model name in request.")
+
+
+def test_version_out_of_int64(client):
+    code, msg = error(client, "GET", "/v1/models/half_plus_two/versions/99999999999999999999")
+    assert code == 400 and msg.startswith("Failed to convert version: 99999999999999999999")
+
+
+def test_unknown_model_version_label(client):
+    code, _ = error(client, "POST", "/v1/models/nope:predict", b'{"instances": [[1.0]]}')
+    assert code == 404
+    code, _ = error(client, "POST", "/v1/models/half_plus_two/versions/7:predict", b'{"instances": [[1.0]]}')
+    assert code == 404
+    code, _ = error(client, "GET", "/v1/models/nope")
+    assert code == 404
+    code, msg = error(client, "GET", "/v1/models/half_plus_two/labels/nope")
+    assert code == 400 and "Unrecognized servable version label" in msg
+
+
+def test_paths_match_case_insensitively(client):
+    assert post(client, "/V1/MODELS/half_plus_two:predict", {"instances": [[1.0]]}) == (
+        200, {"predictions": [[2.5]]})
+
+
+def test_non_v1_path_is_json_404(client):
+    r = client.get("/healthz")
+    assert r.status_code == 404 and r.content_type == "application/json"
+    assert "/healthz" in json.loads(r.data)["error"]
