@@ -1,0 +1,90 @@
+"""Start `python -m server` as a real process on a free loopback port, for tests and the benchmark."""
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`with ServerProcess(flags) as s:` runs the server until the block ends, whatever happens."""
+
+    def __init__(self, flags: list[str], port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.flags = [f"--rest_api_port={self.port}", "--rest_api_host=127.0.0.1", *flags]
+        self._log = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "ServerProcess":
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen([sys.executable, "-m", "server", *self.flags], cwd=ROOT, env=env,
+                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        os.unlink(self._log.name)
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        except ProcessLookupError:
+            pass
+        return self.proc.returncode
+
+    def log_lines(self) -> list[str]:
+        return pathlib.Path(self._log.name).read_text(errors="replace").splitlines()
+
+    def _check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"server exited with {self.proc.returncode}:\n" + "\n".join(self.log_lines()[-30:]))
+
+    def status(self, name: str) -> dict | None:
+        try:
+            return requests.get(f"{self.url}/v1/models/{name}", timeout=5).json()
+        except (requests.ConnectionError, requests.Timeout, ValueError):
+            return None
+
+    def wait_available(self, name: str, version: str | None = None, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_alive()
+            doc = self.status(name) or {}
+            for s in doc.get("model_version_status", []):
+                if s.get("state") == "AVAILABLE" and version in (None, s.get("version")):
+                    return doc
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} not AVAILABLE after {timeout} s: {doc}\n" + "\n".join(self.log_lines()[-30:]))
+            time.sleep(0.1)
+
+    def wait_log(self, needle: str, timeout: float = 10) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.log_lines():
+                if needle in line:
+                    return line
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} not in the server log:\n" + "\n".join(self.log_lines()[-30:]))
+            time.sleep(0.1)
