@@ -1,0 +1,395 @@
+"""The model/version registry: which versions are served, loading and unloading them in the background.
+
+Like TF Serving's ServerCore + AspiredVersionsManager, in one small class:
+
+- One worker thread scans each model's base path (numeric sub-folders are versions), asks the
+  version policy which ones are wanted, loads and warms up new ones, then unloads the unwanted ones,
+  but only once a wanted version is AVAILABLE (availability first: a broken new version never takes
+  over a working one). Requests never wait on a load.
+- `acquire()` hands out a ref-counted servable; a version being replaced stays usable by the requests
+  that hold it and is unloaded once the last one lets go.
+- States and messages follow TF Serving (START, LOADING, AVAILABLE, UNLOADING, END; "Servable not
+  found for request: Latest(m)", "Could not find version 3 of model m", ...).
+- A version that failed to load keeps its error (END + error status) and is retried when its files change.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from tensorflow_serving.apis import get_model_status_pb2
+
+from server import config as config_mod
+from server.config import ConfigError, ModelSettings
+from server.errors import ServingError
+
+log = logging.getLogger("server.lifecycle")
+
+State = get_model_status_pb2.ModelVersionStatus
+START, LOADING, AVAILABLE, UNLOADING, END = State.START, State.LOADING, State.AVAILABLE, State.UNLOADING, State.END
+
+
+@dataclass
+class _Version:
+    name: str
+    version: int
+    path: str
+    state: int = START
+    error: ServingError | None = None
+    servable: object = None
+    refs: int = 0
+    fingerprint: tuple | None = None  # the files as they were at the last load attempt
+
+
+def fingerprint(path: str) -> tuple:
+    """Names, sizes and mtimes of every file under path: changes when the version's files change."""
+    items = []
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            full = os.path.join(root, f)
+            with contextlib.suppress(OSError):
+                st = os.stat(full)
+                items.append((os.path.relpath(full, path), st.st_size, st.st_mtime_ns))
+    return tuple(sorted(items))
+
+
+def discover_versions(name: str, base_path: str) -> dict[int, str]:
+    """{version number: folder} for the numeric sub-folders of base_path."""
+    found: dict[int, str] = {}
+    try:
+        entries = sorted(os.scandir(base_path), key=lambda e: e.name)
+    except OSError as e:
+        log.warning("Cannot list base path %s of model %s: %s", base_path, name, e.strerror)
+        return found
+    for entry in entries:
+        if not entry.is_dir():
+            continue
+        if not config_mod.is_version_dir_name(entry.name):
+            log.debug("Ignoring non-version folder %s of model %s", entry.path, name)
+            continue
+        found.setdefault(int(entry.name), entry.path)
+    return found
+
+
+class ModelManager:
+    """Serves the models of a config. start(), then acquire()/status() from any thread; stop() at the end.
+
+    loader(name, version, path) -> servable (server.servable.load_servable by default).
+    warmup(servable) runs before a version becomes AVAILABLE (server.warmup.run_warmup by default).
+    on_state(name, version, state, error) is called after every state change (from the worker thread).
+    """
+
+    def __init__(self, models: list[ModelSettings], *, file_system_poll_wait_seconds: float = 1.0,
+                 loader: Callable | None = None, warmup: Callable | None = None,
+                 on_state: Callable | None = None):
+        if loader is None:
+            from server.servable import load_servable as loader
+        if warmup is None:
+            from server.warmup import run_warmup as warmup
+        self._loader, self._warmup, self._on_state = loader, warmup, on_state
+        self._poll = float(file_system_poll_wait_seconds)
+        self._settings: dict[str, ModelSettings] = {m.name: m for m in models}
+        self._versions: dict[str, dict[int, _Version]] = {}  # every version ever seen, per model
+        self._cond = threading.Condition()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._passes_started = self._passes_done = 0
+        self._scan_requested = True
+        self._last_scan = 0.0
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ control
+
+    def start(self) -> "ModelManager":
+        self._spawn(self._run, "model-manager")
+        return self
+
+    def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop polling, wait (bounded) for requests in flight, unload every version, join threads."""
+        self._stopping.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join()
+        deadline = time.monotonic() + drain_timeout
+        with self._cond:
+            while any(v.refs for v in self._all()) and time.monotonic() < deadline:
+                self._cond.wait(0.05)
+            loaded = [v for v in self._all() if v.servable is not None]
+            for v in loaded:
+                self._set(v, UNLOADING)
+        for v in loaded:
+            self._unload(v)
+
+    def wait_until_settled(self, timeout: float | None = None) -> bool:
+        """Block until a full pass that began after this call has finished: the load attempts for
+        everything on disk (when polling) and in the config at call time are over. False on timeout."""
+        with self._cond:
+            target = self._passes_started + 1
+            if self._poll > 0:
+                self._scan_requested = True
+        self._wake.set()
+        with self._cond:
+            return self._cond.wait_for(lambda: self._passes_done >= target or self._stopping.is_set(),
+                                       timeout)
+
+    def reload_config(self, models: list[ModelSettings]) -> None:
+        """Apply a new model list: added models load, removed ones unload, changed policies/labels apply."""
+        names = [m.name for m in models]
+        if len(set(names)) != len(names):
+            raise ConfigError("Illegal to list a model multiple times in config list")
+        with self._cond:
+            self._settings = {m.name: m for m in models}
+            self._scan_requested = True
+        log.info("Model config applied: %s", ", ".join(names))
+        self._wake.set()
+
+    def watch_config_file(self, path: str, poll_wait_seconds: float) -> None:
+        """Re-read a --model_config_file every poll_wait_seconds; a bad file is logged and ignored."""
+        last = _file_content(path)  # read now: a change made after this call is never missed
+
+        def watch():
+            nonlocal last
+            while not self._stopping.wait(poll_wait_seconds):
+                content = _file_content(path)
+                if content == last:
+                    continue
+                last = content
+                try:
+                    self.reload_config(config_mod.read_config_file(path, check_paths=False))
+                except ServingError as e:
+                    log.error("Invalid model config file %s, keeping the running config: %s",
+                              path, e.message)
+        if poll_wait_seconds > 0:
+            self._spawn(watch, "model-config-watcher")
+
+    def _spawn(self, target, name):
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    # ------------------------------------------------------------------ requests
+
+    @contextlib.contextmanager
+    def acquire(self, name: str, version: int | None = None, label: str | None = None):
+        """`with manager.acquire("m") as servable:` the servable stays loaded inside the block."""
+        v = self._checkout(name, version, label)
+        try:
+            yield v.servable
+        finally:
+            with self._cond:
+                v.refs -= 1
+                if v.refs == 0:
+                    self._cond.notify_all()
+                    if v.state == UNLOADING:
+                        self._wake.set()
+
+    def _checkout(self, name, version, label) -> _Version:
+        with self._cond:
+            if label is not None:
+                version = self._label_version(name, label)
+                v = self._versions.get(name, {}).get(version)
+                if v is None or v.state != AVAILABLE:
+                    raise ServingError("UNAVAILABLE", f"Version label \"{label}\" of model {name} "
+                                       f"refers to version {version}, which is not available yet")
+            else:
+                served = self._versions.get(name, {}) if name in self._settings else {}
+                if version is None:
+                    ready = [n for n, v in served.items() if v.state == AVAILABLE]
+                    if not ready:
+                        raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
+                    version = max(ready)
+                v = served.get(version)
+                if v is None or v.state != AVAILABLE:
+                    raise ServingError("NOT_FOUND",
+                                       f"Servable not found for request: Specific({name}, {version})")
+            v.refs += 1
+            return v
+
+    def _label_version(self, name: str, label: str) -> int:
+        settings = self._settings.get(name)
+        if settings is None or label not in settings.labels:
+            raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
+        return settings.labels[label]
+
+    def status(self, name: str, version: int | None = None,
+               label: str | None = None) -> get_model_status_pb2.GetModelStatusResponse:
+        """GetModelStatusResponse as TF Serving builds it (newest version first)."""
+        response = get_model_status_pb2.GetModelStatusResponse()
+        with self._cond:
+            if label is not None:
+                version = self._label_version(name, label)
+            versions = self._versions.get(name, {})
+            if version is not None:
+                if version not in versions:
+                    raise ServingError("NOT_FOUND", f"Could not find version {version} of model {name}")
+                chosen = [versions[version]]
+            else:
+                if not versions:
+                    raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
+                chosen = sorted(versions.values(), key=lambda v: -v.version)
+            for v in chosen:
+                entry = response.model_version_status.add()
+                entry.version = v.version
+                entry.state = v.state
+                if v.error is not None:
+                    entry.status.error_code = _code_number(v.error.code)
+                    entry.status.error_message = v.error.message
+        return response
+
+    def models(self) -> list[str]:
+        with self._cond:
+            return sorted(self._settings)
+
+    def available_versions(self, name: str) -> list[int]:
+        with self._cond:
+            return sorted(n for n, v in self._versions.get(name, {}).items() if v.state == AVAILABLE)
+
+    # ------------------------------------------------------------------ worker
+
+    def _all(self):
+        return [v for per_model in self._versions.values() for v in per_model.values()]
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            with self._cond:
+                self._passes_started += 1
+                scan = self._scan_requested or (self._poll > 0 and
+                                                time.monotonic() - self._last_scan >= self._poll)
+                self._scan_requested = False
+            try:
+                self._pass(scan)
+            except Exception:  # never let the worker die; the next pass retries
+                log.exception("Model manager pass failed")
+            with self._cond:
+                self._passes_done += 1
+                self._cond.notify_all()
+            self._wake.wait(self._poll if self._poll > 0 else None)
+            self._wake.clear()
+
+    def _pass(self, scan: bool) -> None:
+        if scan:
+            self._last_scan = time.monotonic()
+            with self._cond:
+                settings = dict(self._settings)
+            for model in settings.values():
+                if self._stopping.is_set():
+                    return
+                try:
+                    self._sync_model(model)
+                except Exception:  # one model's trouble must not stop the others
+                    log.exception("Scanning model %s failed", model.name)
+            with self._cond:  # models dropped from the config: unload everything they have
+                gone = [v for n, vs in self._versions.items() if n not in self._settings
+                        for v in vs.values() if v.state == AVAILABLE]
+                for v in gone:
+                    self._set(v, UNLOADING)
+        self._reap()
+
+    def _sync_model(self, model: ModelSettings) -> None:
+        on_disk = discover_versions(model.name, model.base_path)
+        wanted = model.select(set(on_disk))
+        with self._cond:
+            known = self._versions.setdefault(model.name, {})
+            to_load = []
+            for n in sorted(wanted, reverse=True):  # newest first: it is the one requests want
+                v = known.get(n)
+                if v is not None and v.state in (AVAILABLE, LOADING):
+                    continue
+                if v is not None and v.state == UNLOADING:
+                    continue  # wait until it is gone, then load it afresh
+                fp = fingerprint(on_disk[n])
+                if v is not None and v.error is not None and v.fingerprint == fp:
+                    continue  # failed before, files unchanged: do not retry
+                if v is None or v.state == END:
+                    v = known[n] = _Version(model.name, n, on_disk[n])
+                    self._set(v, START)
+                to_load.append((v, fp))
+        for v, fp in to_load:
+            if self._stopping.is_set():
+                return
+            self._load(v, fp)
+        with self._cond:
+            if any(known[n].state == AVAILABLE for n in wanted if n in known) or not wanted:
+                for n, v in known.items():
+                    if n not in wanted and v.state == AVAILABLE:
+                        self._set(v, UNLOADING)
+
+    def _load(self, v: _Version, fp: tuple) -> None:
+        with self._cond:
+            v.fingerprint = fp
+            self._set(v, LOADING)
+        log.info("Loading servable version %s %d from %s", v.name, v.version, v.path)
+        servable, error = None, None
+        try:
+            servable = self._loader(v.name, v.version, v.path)
+            self._warmup(servable)
+        except ServingError as e:
+            error = e
+        except Exception as e:  # a loader bug or an unexpected TF error: report it, keep serving
+            error = ServingError("UNKNOWN", f"{type(e).__name__}: {e}")
+        if error is not None and servable is not None:
+            _safe_unload(servable)
+            servable = None
+        with self._cond:
+            if error is None:
+                v.servable = servable
+                self._set(v, AVAILABLE)
+            else:
+                v.error = error
+                self._set(v, END)
+        if error is None:
+            log.info("Successfully loaded servable version %s %d from %s", v.name, v.version, v.path)
+        else:
+            log.error("Loading servable version %s %d from %s failed: %s: %s",
+                      v.name, v.version, v.path, error.code, error.message)
+
+    def _reap(self) -> None:
+        """Unload the UNLOADING versions that no request holds any more."""
+        with self._cond:
+            idle = [v for v in self._all() if v.state == UNLOADING and v.refs == 0]
+        for v in idle:
+            self._unload(v)
+
+    def _unload(self, v: _Version) -> None:
+        if v.servable is not None:
+            _safe_unload(v.servable)
+        with self._cond:
+            v.servable = None
+            self._set(v, END)
+        log.info("Unloaded servable version %s %d", v.name, v.version)
+
+    def _set(self, v: _Version, state: int) -> None:
+        """Change a state (caller holds the lock) and tell the listener."""
+        v.state = state
+        if state in (START, LOADING):
+            v.error = None
+        if self._on_state is not None:
+            try:
+                self._on_state(v.name, v.version, State.State.Name(state), v.error)
+            except Exception:
+                log.exception("on_state listener failed")
+
+
+def _safe_unload(servable) -> None:
+    try:
+        servable.unload()
+    except Exception:
+        log.exception("Unloading a servable failed")
+
+
+def _code_number(code: str) -> int:
+    from tensorflow.core.protobuf import error_codes_pb2
+    return error_codes_pb2.Code.Value(code)
+
+
+def _file_content(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
