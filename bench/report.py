@@ -1,0 +1,134 @@
+"""The benchmark's results as a Markdown table (results.md) and a chart (bench.png)."""
+from __future__ import annotations
+
+import datetime
+import os
+import pathlib
+import platform
+
+SERVERS = ("server", "server+batching")
+ORDER = ("naive", "server", "server+batching", "upper bound")
+
+
+def _f(x, digits=1):
+    return "–" if x is None else f"{x:,.{digits}f}"
+
+
+def _find(results, system, scenario_name):
+    return next((r for r in results if r.system == system and r.scenario.name == scenario_name), None)
+
+
+def targets(results) -> list[tuple[str, str, str, bool]]:
+    """Issue 6's targets, as (target, system, measured, passed), for each server variant measured."""
+    rows = []
+    for system in SERVERS:
+        s32, n32 = _find(results, system, "1 image, 32 conns"), _find(results, "naive", "1 image, 32 conns")
+        if s32 and n32 and n32.rps:
+            ratio = s32.rps / n32.rps
+            ok = ratio >= 15 and s32.p99_ms is not None and s32.p99_ms < 30 and s32.errors == 0
+            rows.append(("1 image at 32 conns: ≥ 15× naive, p99 < 30 ms", system,
+                         f"{ratio:.1f}×, p99 {s32.p99_ms:.1f} ms", ok))
+        s100, n100 = _find(results, system, "100 images, 8 conns"), _find(results, "naive", "100 images, 8 conns")
+        if s100 and n100 and n100.rps:
+            ratio = s100.rps / n100.rps
+            rows.append(("100 images: ≥ 10× naive", system, f"{ratio:.1f}×", ratio >= 10 and s100.errors == 0))
+        for name in ("1 image, 32 conns", "100 images, 8 conns"):
+            s, u = _find(results, system, name), _find(results, "upper bound", name)
+            if s and u and u.rps:
+                ratio = s.rps / u.rps
+                rows.append((f"{name}: ≥ 70% of the in-process upper bound", system, f"{ratio:.0%}", ratio >= 0.7))
+    return rows
+
+
+def markdown(results, scenarios, *, model_desc, seconds, elapsed, wrk, quick, failures=None) -> str:
+    lines = [
+        "# Benchmark: naive Flask vs this server vs the in-process upper bound",
+        "",
+        f"- when: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; machine: {os.cpu_count()} CPU(s), "
+        f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
+        f"- model: {model_desc}; signature `call`",
+        f"- load: `{os.path.basename(wrk)}` over 127.0.0.1, {seconds:g} s per scenario after a 1 s warm-up"
+        f"{' (quick mode)' if quick else ''}; bench wall time {elapsed:.0f} s",
+        "- errors: non-2xx answers plus socket errors (connect, read, write, timeout); "
+        "peak RSS: sum of VmHWM over the server's process tree during the scenario",
+        "",
+        "| system | scenario | conns | requests/s | rows/s | p50 ms | p99 ms | errors | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for sc in scenarios:
+        for system in ORDER:
+            r = _find(results, system, sc.name)
+            if r is None:
+                continue
+            err = str(r.errors) + (f" ({r.error_detail})" if r.error_detail else "")
+            lines.append(f"| {system} | {sc.name} | {sc.connections} | {_f(r.rps)} | {_f(r.rows_per_s, 0)} | "
+                         f"{_f(r.p50_ms)} | {_f(r.p99_ms)} | {err if system != 'upper bound' else '–'} | "
+                         f"{_f(r.peak_rss_mib, 0)} |")
+    ups = [r for r in results if r.system == "upper bound"]
+    if ups:
+        lines += ["", f"Upper bound: {ups[0].extra['path']}; requests per model call: "
+                  + ", ".join(f"{r.scenario.name} → {r.extra['group']}" for r in ups) + "."]
+    starts = {r.system: r.extra.get("startup_s") for r in results if r.extra.get("startup_s")}
+    if starts:
+        lines += ["", "Start-up to AVAILABLE: " + ", ".join(f"{k} {v:.1f} s" for k, v in starts.items()) + "."]
+
+    ratio_rows = []
+    for sc in scenarios:
+        naive, upper = _find(results, "naive", sc.name), _find(results, "upper bound", sc.name)
+        for system in SERVERS:
+            s = _find(results, system, sc.name)
+            if s is None:
+                continue
+            vs_naive = f"{s.rps / naive.rps:.1f}×" if naive and naive.rps else "–"
+            vs_upper = f"{s.rps / upper.rps:.0%}" if upper and upper.rps else "–"
+            ratio_rows.append(f"| {system} | {sc.name} | {vs_naive} | {vs_upper} |")
+    if ratio_rows:
+        lines += ["", "## Ratios", "", "| system | scenario | ÷ naive | ÷ upper bound |", "|---|---|---:|---:|"]
+        lines += ratio_rows
+    t = targets(results)
+    if t:
+        lines += ["", "## Issue 6 targets", "", "| target | system | measured | |", "|---|---|---|---|"]
+        lines += [f"| {name} | {system} | {measured} | {'pass' if ok else 'FAIL'} |" for name, system, measured, ok in t]
+    for system, reason in (failures or {}).items():
+        last = reason.strip().splitlines()[-1] if reason.strip() else "unknown error"
+        lines += ["", f"**{system} was not measured**: {reason.strip().splitlines()[0]} … {last}"]
+    lines += ["", "Numbers from one run on a shared machine: other processes' load skews them; "
+              "compare ratios within a run, not absolute numbers across runs.", ""]
+    return "\n".join(lines)
+
+
+def chart(results, scenarios, path: pathlib.Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = [s for s in ORDER if any(r.system == s for r in results)]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    width = 0.8 / max(1, len(systems))
+    xs = range(len(scenarios))
+    for i, system in enumerate(systems):
+        rps = [(_find(results, system, sc.name).rows_per_s if _find(results, system, sc.name) else 0)
+               for sc in scenarios]
+        ax1.bar([x + i * width for x in xs], rps, width, label=system)
+        if system != "upper bound":
+            p99 = [(_find(results, system, sc.name).p99_ms or 0) if _find(results, system, sc.name) else 0
+                   for sc in scenarios]
+            ax2.bar([x + i * width for x in xs], p99, width, label=system)
+    for ax, title in ((ax1, "images per second (log)"), (ax2, "p99 latency, ms (log)")):
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xticks([x + width * (len(systems) - 1) / 2 for x in xs])
+        ax.set_xticklabels([sc.name.replace(", ", "\n") for sc in scenarios], fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    ax1.legend(fontsize=8)
+    fig.suptitle("MNIST MLP over TF Serving's REST API (wrk, loopback)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(results, scenarios, out_dir: pathlib.Path, **kw) -> str:
+    md = markdown(results, scenarios, **kw)
+    (out_dir / "results.md").write_text(md, encoding="utf-8")
+    chart(results, scenarios, out_dir / "bench.png")
+    return md

@@ -1,0 +1,134 @@
+"""The in-process upper bound: the benchmark's request bodies parsed, run in the batches the
+server would form, and formatted, in one loop in one process, with no HTTP at all.
+
+Run by bench/run.py as a subprocess (so that TensorFlow never loads in the harness):
+
+    python -m bench.upper_bound --model_base_path ABS --plan plan.json
+
+`plan.json` lists scenarios: {"name", "body" (a file), "group" (requests per model call), "seconds"}.
+Prints one line `UPPER_JSON {...}` with requests/s per scenario and which code path it used.
+It uses the server's own codec (server.codec) and model runner (server.servable) when they are
+importable, so the bound measures exactly the work a server worker cannot avoid.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import time
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _latest(base_path: str) -> tuple[int, str]:
+    version = max(int(d) for d in os.listdir(base_path) if d.isdigit())
+    return version, os.path.join(base_path, str(version))
+
+
+class ServerPath:
+    """The server's codec and servable: parse_json/decode_predict -> Servable.run -> encode_predict."""
+    name = "server.codec + server.servable"
+
+    def __init__(self, base_path: str, signature_name: str):
+        from server import codec, servable
+        self.codec = codec
+        version, path = _latest(base_path)
+        self.servable = servable.load_servable("MLP", version, path)
+        self.signature = self.servable.get_signature(signature_name)
+
+    def decode(self, body: bytes):
+        doc = self.codec.parse_json(body)
+        return self.codec.decode_predict(doc, self.signature)
+
+    def run(self, inputs):
+        return self.servable.run(self.signature, inputs)
+
+    def encode(self, outputs, columnar) -> bytes:
+        return self.codec.encode_predict(outputs, columnar)
+
+
+class PlainPath:
+    """Fallback while server.codec is not there: orjson + np.asarray + the loaded signature."""
+    name = "orjson + numpy + tf.saved_model.load (server.codec not available)"
+
+    def __init__(self, base_path: str, signature_name: str):
+        import orjson
+        import tensorflow as tf
+        self.orjson, self.tf = orjson, tf
+        _, path = _latest(base_path)
+        self.fn = tf.saved_model.load(path).signatures[signature_name]
+        self.key = list(self.fn.structured_input_signature[1])[0]
+
+    def decode(self, body: bytes):
+        doc = self.orjson.loads(body)
+        columnar = "inputs" in doc
+        return {self.key: np.asarray(doc["inputs" if columnar else "instances"], dtype=np.float32)}, columnar
+
+    def run(self, inputs):
+        return {k: v.numpy() for k, v in self.fn(**{k: self.tf.constant(v) for k, v in inputs.items()}).items()}
+
+    def encode(self, outputs, columnar) -> bytes:
+        y = next(iter(outputs.values())).tolist()
+        return self.orjson.dumps({"outputs": y} if columnar else {"predictions": y})
+
+
+def measure(path, body: bytes, group: int, seconds: float) -> dict:
+    bodies = [body] * group
+
+    def one_round():
+        decoded = [path.decode(b) for b in bodies]
+        columnar = decoded[0][1]
+        if group == 1:
+            outs = [path.run(decoded[0][0])]
+        else:
+            keys = decoded[0][0].keys()
+            merged = {k: np.concatenate([d[0][k] for d in decoded]) for k in keys}
+            result = path.run(merged)
+            outs, offset = [], 0
+            for d in decoded:
+                n = next(iter(d[0].values())).shape[0]
+                outs.append({k: v[offset:offset + n] for k, v in result.items()})
+                offset += n
+        return [path.encode(o, columnar) for o in outs]
+
+    for _ in range(3):
+        one_round()                      # warm-up (first calls trace/allocate)
+    n_rounds, t0 = 0, time.perf_counter()
+    deadline = t0 + seconds
+    while True:
+        one_round()
+        n_rounds += 1
+        now = time.perf_counter()
+        if now >= deadline:
+            break
+    elapsed = now - t0
+    return {"requests_per_s": n_rounds * group / elapsed, "seconds": elapsed, "requests": n_rounds * group}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model_base_path", required=True)
+    parser.add_argument("--plan", required=True)
+    parser.add_argument("--signature_name", default="call")
+    args = parser.parse_args()
+    with open(args.plan) as f:
+        plan = json.load(f)
+    try:
+        path = ServerPath(args.model_base_path, args.signature_name)
+    except ImportError:
+        path = PlainPath(args.model_base_path, args.signature_name)
+    gc.collect()
+    gc.freeze()                          # TensorFlow's objects are never collected: stop scanning them
+    results = {}
+    for item in plan:
+        with open(item["body"], "rb") as f:
+            body = f.read()
+        results[item["name"]] = measure(path, body, item["group"], item["seconds"])
+    print("UPPER_JSON " + json.dumps({"path": path.name, "results": results}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
