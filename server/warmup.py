@@ -1,0 +1,112 @@
+"""Warm-up: replay a version's recorded requests before it becomes AVAILABLE.
+
+TF Serving's format (servables/tensorflow/saved_model_warmup_util.cc): the file
+`<version>/assets.extra/tf_serving_warmup_requests` is a TFRecord of `PredictionLog` protos.
+Each record is replayed `num_request_iterations` times (default 1), at most 1000 records are
+allowed, and any failure fails the load of that version. No file: nothing to do.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+from tensorflow.core.example import example_pb2
+
+from server.errors import ServingError
+
+log = logging.getLogger("server.lifecycle")
+
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+MAX_RECORDS = 1000
+DEFAULT_SIGNATURE = "serving_default"
+
+
+def warmup_path(version_path: str) -> str:
+    return os.path.join(version_path, WARMUP_FILE)
+
+
+def run_warmup(servable, num_request_iterations: int = 1) -> int:
+    """Replay the servable's warm-up file; returns the number of records. Raises ServingError."""
+    path = warmup_path(servable.path)
+    if not os.path.exists(path):
+        return 0
+    count = 0
+    for record in _records(path):
+        count += 1
+        if count > MAX_RECORDS:
+            raise ServingError("INVALID_ARGUMENT",
+                               f"Number of warmup records exceeds the maximum ({MAX_RECORDS}) at {path}")
+        entry = prediction_log_pb2.PredictionLog()
+        try:
+            entry.ParseFromString(record)
+        except Exception:  # protobuf's DecodeError
+            raise ServingError("INVALID_ARGUMENT",
+                               f"Failed to parse warmup record {count} from {path}") from None
+        signature, inputs = _request(servable, entry)
+        for _ in range(num_request_iterations):
+            servable.run(signature, inputs)
+    log.info("Finished reading warmup data for model at %s. Number of warmup records read: %d.",
+             path, count)
+    return count
+
+
+def _records(path: str):
+    try:
+        for record in tf.data.TFRecordDataset(path):
+            yield record.numpy()
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        raise ServingError("DATA_LOSS", f"{e.message}. Please verify your warmup data is in "
+                                        "TFRecord format.") from None
+
+
+def _signature(servable, name: str):
+    name = name or DEFAULT_SIGNATURE
+    if name not in servable.signatures:
+        raise ServingError("INVALID_ARGUMENT",
+                           f"Serving signature name: \"{name}\" not found in signature def")
+    return servable.signatures[name]
+
+
+def _request(servable, entry: prediction_log_pb2.PredictionLog):
+    """The (signature, inputs) a PredictionLog asks for."""
+    kind = entry.WhichOneof("log_type")
+    if kind == "predict_log":
+        request = entry.predict_log.request
+        signature = _signature(servable, request.model_spec.signature_name)
+        inputs = {}
+        for key, tensor in request.inputs.items():
+            if key not in signature.inputs:
+                raise ServingError("INVALID_ARGUMENT",
+                                   f"warm-up request: signature {signature.name} does not have "
+                                   f"named input: {key}")
+            inputs[key] = tf.make_ndarray(tensor)
+        return signature, inputs
+    if kind in ("classify_log", "regress_log"):
+        request = getattr(entry, kind).request
+        signature = _signature(servable, request.model_spec.signature_name)
+        if len(signature.inputs) != 1:
+            raise ServingError("INVALID_ARGUMENT",
+                               f"warm-up {kind}: signature {signature.name} must have exactly "
+                               "one input for serialized examples")
+        key = next(iter(signature.inputs))
+        return signature, {key: np.array(_serialized_examples(request.input), dtype=object)}
+    raise ServingError("UNIMPLEMENTED", f"Unsupported log_type for warmup: {kind}")
+
+
+def _serialized_examples(input_proto) -> list[bytes]:
+    kind = input_proto.WhichOneof("kind")
+    if kind == "example_list":
+        return [e.SerializeToString() for e in input_proto.example_list.examples]
+    if kind == "example_list_with_context":
+        ctx = input_proto.example_list_with_context.context
+        out = []
+        for e in input_proto.example_list_with_context.examples:
+            merged = example_pb2.Example()
+            merged.CopyFrom(ctx)
+            merged.MergeFrom(e)
+            out.append(merged.SerializeToString())
+        return out
+    raise ServingError("INVALID_ARGUMENT", "warm-up request: Input is empty")
