@@ -488,3 +488,70 @@ class Batcher:
 def _describe(e: BaseException) -> str:
     text = str(e).strip()
     return text if text else type(e).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Wiring for the server: parameters from the flag, one Batcher per served signature
+# ---------------------------------------------------------------------------------------------
+
+def read_parameters(path: str | os.PathLike | None) -> BatchingParameters:
+    """`--batching_parameters_file` (or TF Serving's defaults without one); bad files raise ConfigError."""
+    from server.config import ConfigError
+    try:
+        if path is None:
+            return BatchingParameters()
+        return BatchingParameters.from_file(path)
+    except BatchingConfigError as e:
+        raise ConfigError(str(e)) from None
+
+
+def batchable(signature) -> bool:
+    """Whether every input and output of the signature has a leading dimension of any size."""
+    specs = list(signature.inputs.values()) + list(signature.outputs.values())
+    return bool(signature.inputs) and all(s.shape is not None and len(s.shape) >= 1 and s.shape[0] == -1
+                                          for s in specs)
+
+
+class BatcherPool:
+    """One Batcher per (model, version, signature), made on first use.
+
+    `batcher_for(servable, signature)` returns `Batcher.submit` for signatures whose inputs and
+    outputs are all batched along dimension 0, else None (they run directly, like TF Serving runs
+    non-batchable signatures). A servable loaded again under the same name and version (a reload)
+    gets fresh batchers; the old ones are closed.
+    """
+
+    def __init__(self, params: BatchingParameters | None = None):
+        self.params = params or BatchingParameters()
+        self._lock = threading.Lock()
+        self._batchers: dict[tuple, tuple[object, Batcher | None]] = {}
+        self._closed = False
+
+    def batcher_for(self, servable, signature):
+        key = (servable.name, servable.version, signature.name)
+        entry = self._batchers.get(key)
+        if entry is not None and entry[0] is servable:
+            return entry[1].submit if entry[1] is not None else None
+        with self._lock:
+            entry = self._batchers.get(key)
+            if entry is None or entry[0] is not servable:
+                if self._closed:
+                    raise unavailable("The batch scheduler is shutting down")
+                if entry is not None and entry[1] is not None:
+                    entry[1].close()
+                batcher = None
+                if batchable(signature):
+                    def run(inputs, _servable=servable, _signature=signature):
+                        return _servable.run(_signature, inputs)
+                    batcher = Batcher(run, self.params)
+                entry = self._batchers[key] = (servable, batcher)
+        return entry[1].submit if entry[1] is not None else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            entries = list(self._batchers.values())
+            self._batchers.clear()
+        for _, batcher in entries:
+            if batcher is not None:
+                batcher.close()

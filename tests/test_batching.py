@@ -364,3 +364,55 @@ def test_submit_overhead_is_small():
         per_call = (time.perf_counter() - t0) / n
     print(f"\nbatcher submit round trip (1 thread, trivial run): {per_call * 1e6:.0f} us")
     assert per_call < 0.005
+
+
+# ---------------------------------------------------------------------------------------------
+# Server wiring: read_parameters, BatcherPool
+# ---------------------------------------------------------------------------------------------
+
+def test_read_parameters_defaults_and_config_error(tmp_path):
+    from server.batching import read_parameters
+    from server.config import ConfigError
+    assert read_parameters(None).max_batch_size == 1000
+    bad = tmp_path / "b.txt"
+    bad.write_text("max_batch_size { value: 8 } allowed_batch_sizes: 4")
+    with pytest.raises(ConfigError) as e:
+        read_parameters(bad)
+    assert e.value.http_status == 400 and "Last entry in allowed_batch_sizes" in e.value.message
+
+
+class FakeServable:
+    def __init__(self, name="m", version=1):
+        self.name, self.version, self.runs = name, version, []
+
+    def run(self, signature, inputs):
+        self.runs.append(next(iter(inputs.values())).shape[0])
+        return {"y": inputs["x"] + 1}
+
+
+def _sig(name, in_shape, out_shape):
+    from types import SimpleNamespace
+    spec = lambda shape: SimpleNamespace(shape=shape)  # noqa: E731 - only .shape is read
+    return SimpleNamespace(name=name, inputs={"x": spec(in_shape)}, outputs={"y": spec(out_shape)})
+
+
+def test_batcher_pool_batches_only_batchable_signatures():
+    from server.batching import BatcherPool
+    pool = BatcherPool(params(max_batch_size=8))
+    try:
+        s = FakeServable()
+        submit = pool.batcher_for(s, _sig("call", (-1, 3), (-1, 3)))
+        assert submit is not None and pool.batcher_for(s, _sig("call", (-1, 3), (-1, 3))) is not None
+        np.testing.assert_array_equal(submit({"x": np.zeros((2, 3))})["y"], np.ones((2, 3)))
+        assert s.runs == [2]
+        assert pool.batcher_for(s, _sig("scalar_out", (-1, 3), ())) is None
+        assert pool.batcher_for(s, _sig("fixed", (2, 3), (2, 3))) is None
+        assert pool.batcher_for(s, _sig("unknown_rank", None, (-1,))) is None
+        reloaded = FakeServable()
+        pool.batcher_for(reloaded, _sig("call", (-1, 3), (-1, 3)))({"x": np.zeros((1, 3))})
+        assert reloaded.runs == [1] and s.runs == [2]
+    finally:
+        pool.close()
+    with pytest.raises(ServingError) as e:
+        submit({"x": np.zeros((1, 3))})
+    assert e.value.code == "UNAVAILABLE"
