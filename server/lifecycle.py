@@ -81,7 +81,8 @@ class ModelManager:
 
     loader(name, version, path) -> servable (server.servable.load_servable by default).
     warmup(servable) runs before a version becomes AVAILABLE (server.warmup.run_warmup by default).
-    on_state(name, version, state, error) is called after every state change (from the worker thread).
+    on_state(name, version, state_name, error) is called after every state change, with the manager's
+    lock held: it may log or record, but must not call back into the manager.
     """
 
     def __init__(self, models: list[ModelSettings], *, file_system_poll_wait_seconds: float = 1.0,

@@ -118,6 +118,11 @@ def test_new_version_takes_over_and_old_one_unloads(base, make_manager):
     assert m.wait_until_settled(10)
     assert served(m) == 1
     assert states(m, "m") == {2: "END", 1: "AVAILABLE"}
+    shutil.rmtree(base / "1")           # no version left on disk: nothing is served
+    assert m.wait_until_settled(10)
+    assert states(m, "m") == {2: "END", 1: "END"}
+    with pytest.raises(ServingError, match=r"Servable not found for request: Latest\(m\)"):
+        served(m)
 
 
 def test_request_in_flight_keeps_its_version_until_done(base, make_manager):
