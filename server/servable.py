@@ -57,7 +57,7 @@ def error_from_exception(exc: BaseException, context: str) -> errors.ServingErro
 class Servable:
     """A SavedModel version loaded in its own graph and session."""
 
-    def __init__(self, name: str, version: int, path: str, session, meta_graph):
+    def __init__(self, name: str, version: int, path: str, session, meta_graph, run_timeout_ms: int = 0):
         self.name = name
         self.version = version
         self.path = path
@@ -68,6 +68,9 @@ class Servable:
             for key, sig in sorted(meta_graph.signature_def.items())
             if key != INIT_OP_SIGNATURE
         }
+        self._run_options = None
+        if run_timeout_ms > 0:  # --rest_api_timeout_in_ms: a longer run ends as DEADLINE_EXCEEDED (504)
+            self._run_options = _tf().compat.v1.RunOptions(timeout_in_ms=run_timeout_ms)
         self._callables: dict[tuple, object] = {}
         self._callables_lock = threading.Lock()
 
@@ -94,6 +97,7 @@ class Servable:
                     fn = self._session.make_callable(
                         [graph.get_tensor_by_name(t) for t in fetches],
                         [graph.get_tensor_by_name(t) for t in feeds],
+                        accept_options=self._run_options is not None,
                     )
                     self._callables[key] = fn
         return fn
@@ -105,7 +109,10 @@ class Servable:
         keys = tuple(sorted(inputs))
         fn = self._callable(signature, keys)
         try:
-            values = fn(*[inputs[k] for k in keys])
+            if self._run_options is not None:
+                values = fn(*[inputs[k] for k in keys], options=self._run_options)
+            else:
+                values = fn(*[inputs[k] for k in keys])
         except Exception as exc:  # a failure inside the model: a JSON error, never a dropped connection
             raise error_from_exception(exc, "") from exc
         return {k: np.asarray(v) for k, v in zip(signature.outputs, values)}
@@ -117,7 +124,7 @@ class Servable:
             session.close()
 
 
-def load_servable(name: str, version: int, path: str, tags=(SERVE_TAG,)) -> Servable:
+def load_servable(name: str, version: int, path: str, tags=(SERVE_TAG,), run_timeout_ms: int = 0) -> Servable:
     """Load one version folder. Raises ServingError with TF's status code when it cannot be loaded."""
     tf = _tf()
     if not os.path.isdir(path):
@@ -130,4 +137,4 @@ def load_servable(name: str, version: int, path: str, tags=(SERVE_TAG,)) -> Serv
     except BaseException as exc:
         session.close()
         raise error_from_exception(exc, "") from exc
-    return Servable(name, version, path, session, meta_graph)
+    return Servable(name, version, path, session, meta_graph, run_timeout_ms=run_timeout_ms)

@@ -1,10 +1,8 @@
 """Process wiring: one worker's app (manager + API + Flask) and the gunicorn server around it."""
 from __future__ import annotations
 
+import functools
 import logging
-import os
-import signal
-import sys
 
 log = logging.getLogger("server")
 
@@ -16,23 +14,25 @@ class Worker:
         from .app import create_app
         from .handlers import ServingAPI
         from .lifecycle import ModelManager
+        from .servable import load_servable
 
         self.batchers = None
         if args.enable_batching:
             from .batching import BatcherPool
             self.batchers = BatcherPool(args.batching_parameters)
+        loader = functools.partial(load_servable, tags=args.saved_model_tags,
+                                   run_timeout_ms=args.rest_api_timeout_in_ms)
         self.manager = ModelManager(
             settings,
             file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
-            config_file=args.model_config_file or None,
-            config_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
-            enable_warmup=args.enable_model_warmup,
-            tags=args.saved_model_tags,
-            run_timeout_ms=args.rest_api_timeout_in_ms,
+            loader=loader,
+            warmup=None if args.enable_model_warmup else (lambda servable: 0),
         )
         self.api = ServingAPI(self.manager, batcher_for=self.batchers.batcher_for if self.batchers else None)
         self.app = create_app(self.api)
         self.manager.start()
+        if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
+            self.manager.watch_config_file(args.model_config_file, args.model_config_file_poll_wait_seconds)
 
     def stop(self):
         self.manager.stop()
