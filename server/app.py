@@ -79,7 +79,9 @@ def create_app(api: ServingAPI) -> Flask:
         try:
             answer = dispatch(api, request.method, full_path, body)
         except errors.ServingError as exc:
-            log.warning("%s %s -> %d %s: %s", request.method, full_path, exc.http_status, exc.code, exc.message)
+            # One line per request error, whatever the message holds.
+            log.warning("%s %s -> %d %s: %s", request.method, full_path, exc.http_status, exc.code,
+                        " ".join(exc.message.split()))
             return Response(error_body(exc.message), exc.http_status, content_type=_JSON)
         except Exception as exc:  # never an HTML page or a dropped connection
             log.exception("%s %s -> 500: unexpected error", request.method, full_path)

@@ -237,6 +237,7 @@ class ModelManager:
                 entry = response.model_version_status.add()
                 entry.version = v.version
                 entry.state = v.state
+                entry.status.SetInParent()  # TF Serving always reports a status, "OK" included
                 if v.error is not None:
                     entry.status.error_code = _code_number(v.error.code)
                     entry.status.error_message = v.error.message

@@ -137,4 +137,44 @@ def load_servable(name: str, version: int, path: str, tags=(SERVE_TAG,), run_tim
     except BaseException as exc:
         session.close()
         raise error_from_exception(exc, "") from exc
+    try:
+        check_signatures_match_graph(meta_graph, graph)
+    except errors.ServingError:
+        session.close()
+        raise
     return Servable(name, version, path, session, meta_graph, run_timeout_ms=run_timeout_ms)
+
+
+def check_signatures_match_graph(meta_graph, graph) -> None:
+    """Refuse a SavedModel whose SignatureDefs declare shapes or types its graph tensors do not have.
+
+    Inputs are validated against the declared signature before every run, so a signature that
+    contradicts its own graph could never be called correctly. TensorFlow 2's loader refuses such
+    models too ("Shapes must be equal rank"); TF Serving's C++ loader does not check.
+    """
+    tf = _tf()
+    for key, sig in sorted(meta_graph.signature_def.items()):
+        if key == INIT_OP_SIGNATURE:
+            continue
+        for kind, infos in (("input", sig.inputs), ("output", sig.outputs)):
+            for arg, info in sorted(infos.items()):
+                if not info.name:
+                    continue  # sparse/composite tensors carry no single name; nothing to compare
+                try:
+                    tensor = graph.get_tensor_by_name(info.name)
+                except (KeyError, ValueError) as exc:
+                    raise errors.invalid_argument(
+                        f"Signature '{key}' {kind} '{arg}' names tensor {info.name}, which is not in the graph"
+                    ) from exc
+                declared = tf.TensorShape(info.tensor_shape)
+                actual = tensor.shape
+                if declared.is_compatible_with(actual):
+                    continue
+                if declared.rank is not None and actual.rank is not None and declared.rank != actual.rank:
+                    why = f"Shapes must be equal rank, but are {actual.rank} and {declared.rank}"
+                else:
+                    why = "Shapes are incompatible"
+                raise errors.invalid_argument(
+                    f"Signature '{key}' {kind} '{arg}' declares shape {declared} but its tensor {info.name} "
+                    f"has shape {actual}: {why}"
+                )
