@@ -217,3 +217,19 @@ def test_keras3_note_decorated_call_gets_no_gradients():
         grads = tape.gradient(loss, model.trainable_variables)
         assert len(grads) == 4
         assert all((grad is None) == expect_none for grad in grads)
+
+
+def test_keras3_note_tf_saved_model_save_is_not_servable(tmp_path):
+    """The docstrings explain why the scripts do not use tf.saved_model.save(model): this is still true."""
+    model = keras_sequential.build_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    images = np.zeros((100, 28, 28, 1), np.float32)
+    model.fit(images, np.zeros(100, np.int32), batch_size=50, epochs=1, verbose=0)
+    tf.saved_model.save(model, str(tmp_path / "1"))
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(tmp_path / "1"))
+        (input_info,) = meta_graph.signature_def["serving_default"].inputs.values()
+        (output_info,) = meta_graph.signature_def["serving_default"].outputs.values()
+        assert [d.size for d in input_info.tensor_shape.dim] == [50, 28, 28, 1]  # batch fixed by training
+        with pytest.raises(tf.errors.FailedPreconditionError, match="Could not find variable"):
+            session.run(output_info.name, {input_info.name: images[:50]})
