@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Replay assets.extra/tf_serving_warmup_requests before a version is AVAILABLE (default true).")
     g.add_argument("--saved_model_tags", default="serve", metavar="TAGS",
                    help="Comma-separated tags of the MetaGraph to load (default 'serve').")
+    g.add_argument("--tensorflow_intra_op_parallelism", type=_non_negative_int, default=0, metavar="N",
+                   help="Threads TensorFlow uses inside one op (default 0: one per core). "
+                        "1 often serves small models fastest, with parallelism coming from requests.")
+    g.add_argument("--tensorflow_inter_op_parallelism", type=_non_negative_int, default=0, metavar="N",
+                   help="Threads TensorFlow uses to run independent ops at once (default 0: one per core).")
     g.add_argument("--version", action="version", version=f"TensorFlow Serving REST API (Flask) {VERSION}",
                    help="Print the version and exit.")
     x = p.add_argument_group("flags of this server (not in tensorflow_model_server)")

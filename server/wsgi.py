@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 
 log = logging.getLogger("server")
@@ -21,12 +22,15 @@ class Worker:
             from .batching import BatcherPool
             self.batchers = BatcherPool(args.batching_parameters)
         loader = functools.partial(load_servable, tags=args.saved_model_tags,
-                                   run_timeout_ms=args.rest_api_timeout_in_ms)
+                                   run_timeout_ms=args.rest_api_timeout_in_ms,
+                                   intra_op_threads=args.tensorflow_intra_op_parallelism,
+                                   inter_op_threads=args.tensorflow_inter_op_parallelism)
         self.manager = ModelManager(
             settings,
             file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
             loader=loader,
             warmup=None if args.enable_model_warmup else (lambda servable: 0),
+            on_state=self._on_state,
         )
         self.api = ServingAPI(self.manager, batcher_for=self.batchers.batcher_for if self.batchers else None)
         self.app = create_app(self.api)
@@ -34,10 +38,28 @@ class Worker:
         if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
             self.manager.watch_config_file(args.model_config_file, args.model_config_file_poll_wait_seconds)
 
+    @staticmethod
+    def _on_state(name, version, state, error):
+        if state == "AVAILABLE":
+            freeze_heap()
+
     def stop(self):
         self.manager.stop()
         if self.batchers is not None:
             self.batchers.close()
+
+
+def freeze_heap() -> None:
+    """Keep the garbage collector off the objects that a loaded model leaves on the heap.
+
+    A process with TensorFlow and a model loaded holds hundreds of thousands of long-lived objects;
+    every full collection walks them all, and a JSON request body of 100 images creates enough lists
+    to trigger several (measured: parsing one such body took 121 ms, 14 ms once frozen). After each
+    load the survivors move to the permanent generation; unloaded models' garbage is collected first.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def serve(args, settings) -> int:
