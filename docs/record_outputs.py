@@ -1,0 +1,248 @@
+"""Record every output the chapter shows, by running the code: `python docs/record_outputs.py`.
+
+The chapter never contains a hand-typed output: each one is a file in docs/_outputs/ written here and
+shown with `literalinclude`.  tests/test_docs.py calls `record()` again into a temporary folder and
+compares the fresh files with the committed ones (see COMPARE there for what is compared how).
+
+What runs, in order (about a minute on two cores, offline):
+  1. code/zh/savedmodel/train_and_export.py and keras_sequential.py (MNIST_OFFLINE=1), exporting into a
+     temporary folder;
+  2. `python -m server --help`;
+  3. one `python -m server --model_config_file=...` on a free loopback port, serving the two exported models
+     (MLP with signature "call", MLP_sequential) and TF Serving's half_plus_two test model (two versions,
+     labels stable/canary); the config file itself is recorded too;
+  4. against it: client.py, client.js (when node and node_modules are there) and the REST examples of
+     REST_EXAMPLES, each written as the curl command a reader would type, the HTTP status and the answer.
+The server is always stopped.  Paths of the temporary folder are written as the reader's paths
+(/home/.../code/zh/savedmodel/...), the free port as 8501.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+OUTPUTS = DOCS / "_outputs"
+SAVEDMODEL = ROOT / "code" / "zh" / "savedmodel"
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "tf_serving_testdata"
+HALF_PLUS_TWO = FIXTURES / "saved_model_half_plus_two_2_versions"
+
+READER_SAVEDMODEL = "/home/.../code/zh/savedmodel"       # how the chapter writes the exported models' folder
+READER_TESTDATA = "/home/.../tf_serving_testdata"          # and TF Serving's test models' folder
+READER_PORT = 8501
+
+MODEL_CONFIG = """model_config_list {
+  config {
+    name: "MLP"
+    base_path: "%(savedmodel)s/saved_with_signature"
+    model_platform: "tensorflow"
+  }
+  config {
+    name: "MLP_sequential"
+    base_path: "%(savedmodel)s/saved"
+    model_platform: "tensorflow"
+  }
+  config {
+    name: "half_plus_two"
+    base_path: "%(testdata)s/saved_model_half_plus_two_2_versions"
+    model_platform: "tensorflow"
+    model_version_policy { all {} }
+    version_labels { key: "stable" value: 123 }
+    version_labels { key: "canary" value: 124 }
+  }
+}
+"""
+
+# name -> (method, path, JSON body or None).  Bodies are written compactly, as a reader would type them.
+REST_EXAMPLES: dict[str, tuple[str, str, object]] = {
+    "status_mlp": ("GET", "/v1/models/MLP", None),
+    "metadata_mlp": ("GET", "/v1/models/MLP/metadata", None),
+    "status_half_plus_two": ("GET", "/v1/models/half_plus_two", None),
+    "predict_row": ("POST", "/v1/models/half_plus_two:predict", {"instances": [[1.0], [2.0], [5.0]]}),
+    "predict_columnar": ("POST", "/v1/models/half_plus_two:predict", {"inputs": {"x": [[1.0], [2.0], [5.0]]}}),
+    "predict_version": ("POST", "/v1/models/half_plus_two/versions/123:predict", {"instances": [[1.0]]}),
+    "predict_label": ("POST", "/v1/models/half_plus_two/labels/canary:predict", {"instances": [[1.0]]}),
+    "predict_named": ("POST", "/v1/models/half_plus_two:predict",
+                      {"signature_name": "regress_x2_to_y3", "instances": [{"inputs": [1.0]}, {"inputs": [2.0]}]}),
+    "error_type": ("POST", "/v1/models/half_plus_two:predict", {"instances": [["one"]]}),
+    "classify": ("POST", "/v1/models/half_plus_two:classify",
+                 {"signature_name": "classify_x_to_y", "examples": [{"x": 20.0}, {"x": 4.0}]}),
+    "regress": ("POST", "/v1/models/half_plus_two:regress",
+                {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}, {"x": 1.0}]}),
+    "predict_sequential": ("POST", "/v1/models/MLP_sequential:predict", {"instances": [[[[0.0]] * 28] * 28]}),
+    "error_signature": ("POST", "/v1/models/MLP:predict", {"signature_name": "predict", "instances": [1.0]}),
+    "error_shape": ("POST", "/v1/models/MLP:predict", {"signature_name": "call", "instances": [[1.0, 2.0]]}),
+    "error_both": ("POST", "/v1/models/half_plus_two:predict", {"instances": [1.0], "inputs": [1.0]}),
+    "error_model": ("GET", "/v1/models/CNN", None),
+    "error_version": ("GET", "/v1/models/MLP/versions/7", None),
+    "error_route": ("GET", "/v1/models/MLP:predict", None),
+}
+
+
+def _env() -> dict:
+    return dict(os.environ, MNIST_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1",
+                COLUMNS="100", PYTHONHASHSEED="0")
+
+
+def _run(cmd: list[str], cwd: pathlib.Path, timeout: float = 300) -> str:
+    """Run a command, return its stdout; fail loudly with its stderr when it fails."""
+    done = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} exited with {done.returncode}:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http(method: str, url: str, body: object = None, timeout: float = 30) -> tuple[int, str]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+class Server:
+    """`python -m server` on a free loopback port, always stopped on leaving the `with` block."""
+
+    def __init__(self, flags: list[str]):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server", f"--rest_api_port={self.port}", "--rest_api_host=127.0.0.1", *flags],
+            cwd=ROOT, env=_env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_available(self, names: list[str], timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(names)
+        while pending:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read().decode()[-3000:]}")
+            try:
+                status, text = _http("GET", f"{self.url}/v1/models/{pending[0]}", timeout=5)
+                states = [s["state"] for s in json.loads(text).get("model_version_status", [])]
+            except (OSError, ValueError):
+                states = []
+            if states and all(s == "AVAILABLE" for s in states):
+                pending.pop(0)
+                continue
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{pending[0]} not AVAILABLE after {timeout} s")
+            time.sleep(0.2)
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            except ProcessLookupError:
+                pass
+        self.log.close()
+
+
+def curl_command(method: str, path: str, body: object) -> str:
+    """The curl command a reader types for one example (against localhost:8501)."""
+    url = f"http://localhost:{READER_PORT}{path}"
+    if body is None:
+        return f"$ curl {url}"
+    text = json.dumps(body, separators=(", ", ": "))
+    if len(text) > 200:  # e.g. a whole 28x28 image: too long to print, say what it is
+        text = json.dumps(body, separators=(",", ":"))
+        text = text[:60] + " ... " + text[-20:]
+    return f"$ curl -d '{text}' {url}"
+
+
+def record_rest(server: Server, outdir: pathlib.Path, names: list[str] | None = None) -> None:
+    for name, (method, path, body) in REST_EXAMPLES.items():
+        if names and name not in names:
+            continue
+        status, text = _http(method, server.url + path, body)
+        lines = [curl_command(method, path, body), f"# HTTP {status}", text.rstrip("\n")]
+        (outdir / f"{name}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def node_ready() -> str | None:
+    """None when client.js can run here, else the reason why not."""
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not (SAVEDMODEL / "node_modules" / "pngjs").is_dir():
+        return "code/zh/savedmodel/node_modules is missing (run: npm ci --prefix code/zh/savedmodel)"
+    return None
+
+
+def record(outdir: pathlib.Path, with_node: bool = True) -> list[str]:
+    """Run everything and write the outputs into outdir; returns the names of the files written."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    work = pathlib.Path(tempfile.mkdtemp(prefix="record-outputs-"))
+    reader = lambda text: text.replace(str(work), READER_SAVEDMODEL)  # noqa: E731
+    written = []
+
+    def write(name: str, text: str) -> None:
+        (outdir / name).write_text(text, encoding="utf-8")
+        written.append(name)
+
+    try:
+        py = sys.executable
+        write("train_and_export.txt", reader(_run(
+            [py, "train_and_export.py", "--model_base_path", str(work / "saved_with_signature")], SAVEDMODEL)))
+        write("keras_sequential.txt", reader(_run(
+            [py, "keras_sequential.py", "--model_base_path", str(work / "saved")], SAVEDMODEL)))
+        write("server_help.txt", _run([py, "-m", "server", "--help"], ROOT))
+
+        config = work / "models.config"
+        config.write_text(MODEL_CONFIG % {"savedmodel": work, "testdata": FIXTURES})
+        write("models.config", MODEL_CONFIG % {"savedmodel": READER_SAVEDMODEL, "testdata": READER_TESTDATA})
+        with Server([f"--model_config_file={config}"]) as server:
+            server.wait_available(["MLP", "MLP_sequential", "half_plus_two"])
+            write("client_py.txt", _run([py, "client.py", "--port", str(server.port)], SAVEDMODEL))
+            if with_node and node_ready() is None:
+                write("client_js.txt", _run(["node", "client.js", "--port", str(server.port)], SAVEDMODEL))
+            record_rest(server, outdir)
+            written += [f"{name}.txt" for name in REST_EXAMPLES]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return written
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--outdir", default=str(OUTPUTS), help="where to write (default docs/_outputs)")
+    args = parser.parse_args()
+    reason = node_ready()
+    if reason:
+        print(f"error: cannot record the Node.js client's output: {reason}", file=sys.stderr)
+        return 1
+    names = record(pathlib.Path(args.outdir))
+    print(f"recorded {len(names)} outputs into {args.outdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
