@@ -1,6 +1,10 @@
 """Shared pytest set-up: offline MNIST, quiet TensorFlow, paths to the shared fixtures."""
+import contextlib
+import importlib.util
+import io
 import os
 import pathlib
+import sys
 
 import pytest
 
@@ -18,3 +22,35 @@ def testdata() -> pathlib.Path:
     if not TESTDATA.is_dir():
         pytest.fail(f"TF Serving test models not found at {TESTDATA} (../shared beside the checkout)")
     return TESTDATA
+
+
+SAVEDMODEL = ROOT / "code" / "zh" / "savedmodel"
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location("zh_savedmodel_" + name, SAVEDMODEL / (name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Run:
+    def __init__(self, script, base, signature):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            self.model, self.accuracy, self.path = script.main(["--model_base_path", str(base)])
+        self.output = out.getvalue()
+        self.base, self.signature = base, signature
+        sys.stdout.write(self.output)
+
+
+@pytest.fixture(scope="session")
+def mlp_run(tmp_path_factory):
+    """The handbook's MLP trained and exported once per test session with the script's defaults."""
+    return Run(load_script("train_and_export"), tmp_path_factory.mktemp("export") / "saved_with_signature", "call")
+
+
+@pytest.fixture(scope="session")
+def seq_run(tmp_path_factory):
+    """The Keras Sequential variant, trained and exported once per test session."""
+    return Run(load_script("keras_sequential"), tmp_path_factory.mktemp("export") / "saved", "serving_default")

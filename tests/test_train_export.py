@@ -19,40 +19,14 @@ SAVEDMODEL = ROOT / "code" / "zh" / "savedmodel"
 sys.path.insert(0, str(SAVEDMODEL))
 
 import export_util  # noqa: E402
+from .conftest import load_script  # noqa: E402
 from mnist_loader import MNISTLoader  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location("zh_savedmodel_" + name, SAVEDMODEL / (name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 train_and_export = load_script("train_and_export")
 keras_sequential = load_script("keras_sequential")
-
-
-class Run:
-    def __init__(self, script, base, signature):
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            self.model, self.accuracy, self.path = script.main(["--model_base_path", str(base)])
-        self.output = out.getvalue()
-        self.base, self.signature = base, signature
-        sys.stdout.write(self.output)
-
-
-@pytest.fixture(scope="session")
-def mlp_run(tmp_path_factory):
-    return Run(train_and_export, tmp_path_factory.mktemp("export") / "saved_with_signature", "call")
-
-
-@pytest.fixture(scope="session")
-def seq_run(tmp_path_factory):
-    return Run(keras_sequential, tmp_path_factory.mktemp("export") / "saved", "serving_default")
 
 
 @pytest.fixture(scope="session")
