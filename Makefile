@@ -6,9 +6,28 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: setup demo test html bench exercises clean
+NODE_DIR := code/zh/savedmodel
+NODE_STAMP := $(NODE_DIR)/node_modules/.package-lock.json
+
+.PHONY: setup node-deps wrk demo test html bench exercises clean
 
 setup: $(STAMP)
+
+# The Node.js client's packages (npm registry); without Node.js its test says why it skips.
+node-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory $(NODE_STAMP); \
+	else echo "npm not found: the Node.js client (code/zh/savedmodel/client.js) test will be skipped"; fi
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+
+# The load generator for `make bench` and its smoke test: Debian's wrk, installed when missing.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }); \
+	  else echo "wrk not found and cannot be installed without root: apt-get install wrk (the bench test will skip)"; fi; }
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,14 +38,14 @@ $(STAMP): requirements.txt
 demo: setup
 	$(PY) scripts/demo.py
 
-test: setup
+test: setup node-deps wrk
 	$(PY) -m pytest
 
 html: setup
 	$(PY) -m sphinx -W -n --keep-going -b html -c . docs _build/html
 	@echo "open _build/html/index.html"
 
-bench: setup
+bench: setup wrk
 	$(PY) -m bench
 
 exercises: setup
