@@ -130,12 +130,16 @@ def test_every_recorded_output_is_shown_and_recorded():
 
 
 def test_flag_table_names_real_server_flags():
+    from server.cli import UNSUPPORTED_FLAGS
+
     help_text = (OUTPUTS / "server_help.txt").read_text(encoding="utf-8")
     table = (DOCS / "serving.rst").read_text(encoding="utf-8").split(".. _serving_flags:")[1].split(".. _serving_call:")[0]
-    flags = re.findall(r"^\s+\* - ``(--\w+)``", table, flags=re.M)
-    assert len(flags) >= 12
-    for flag in flags:
+    rows = re.findall(r"^\s+\* - ``(--\w+)``\n\s+- (.*(?:\n\s{8}\S.*)*)", table, flags=re.M)
+    assert len(rows) >= 12
+    for flag, meaning in rows:
         assert re.search(rf"{flag}\b", help_text), f"{flag} is in the chapter's table but not in --help"
+        said_refused = "报错退出" in meaning
+        assert said_refused == (flag[2:] in UNSUPPORTED_FLAGS), f"the chapter is wrong about whether {flag} is refused"
 
 
 # ---------------------------------------------------------------- recorded outputs against a fresh run
