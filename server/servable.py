@@ -7,6 +7,7 @@ by feeding and fetching the tensors its SignatureDef names. This module does the
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -64,7 +65,7 @@ class Servable:
         self._session = session
         self._meta_graph = meta_graph
         self.signatures: dict[str, Signature] = {
-            key: Signature.from_proto(key, sig)
+            key: _with_shape_checks(Signature.from_proto(key, sig), session.graph)
             for key, sig in sorted(meta_graph.signature_def.items())
             if key != INIT_OP_SIGNATURE
         }
@@ -138,6 +139,25 @@ class Servable:
         self._callables.clear()
         if session is not None:
             session.close()
+
+
+_PLACEHOLDERS = ("Placeholder", "PlaceholderWithDefault")
+
+
+def _with_shape_checks(signature: Signature, graph) -> Signature:
+    """Mark which inputs must match their declared shape: those that feed a Placeholder.
+
+    See TensorSpec.check_shape: an input that overrides an intermediate tensor of a TF1 graph is fed
+    as TF Serving feeds it, with only its dtype checked.
+    """
+    inputs = {}
+    for key, spec in signature.inputs.items():
+        try:
+            op_type = graph.get_tensor_by_name(spec.tensor_name).op.type
+        except (KeyError, ValueError):
+            op_type = ""
+        inputs[key] = dataclasses.replace(spec, check_shape=op_type in _PLACEHOLDERS)
+    return dataclasses.replace(signature, inputs=inputs)
 
 
 def load_servable(name: str, version: int, path: str, tags=(SERVE_TAG,), run_timeout_ms: int = 0,

@@ -41,6 +41,12 @@ class TensorSpec:
     tensor_name: str              # the graph tensor, e.g. "x:0"
     dtype: int                    # a types_pb2.DataType value, e.g. types_pb2.DT_FLOAT
     shape: tuple[int, ...] | None  # None: unknown rank; -1: a dimension of any size
+    # Whether a request must match `shape` before the model runs. True for a graph's Placeholder (the
+    # model's own declaration of what it takes); False for an input that feeds an intermediate tensor
+    # of a TF1 graph, whose shape is only what TensorFlow inferred for it: TF Serving feeds those
+    # unchecked, and clients rely on it (its tutorial's half_plus_two request is [1.0, 2.0, 5.0] for x
+    # declared [-1,1]). The dtype is checked either way.
+    check_shape: bool = True
 
     @property
     def np_dtype(self) -> np.dtype:

@@ -54,7 +54,7 @@ def check_tensor(key: str, value: np.ndarray, spec: TensorSpec) -> None:
             f"Input '{key}': value of type {got_type} is not of expected type: {spec.dtype_name} "
             f"(the signature declares {expected}; got {got_type} with shape {got_shape})"
         )
-    if spec.shape is None:
+    if spec.shape is None or not spec.check_shape:
         return
     if arr.ndim != len(spec.shape):
         raise invalid_argument(
