@@ -6,8 +6,9 @@ import os
 import pathlib
 import platform
 
-SERVERS = ("server", "server+batching")
-ORDER = ("naive", "server", "server+batching", "upper bound")
+SERVERS = ("server", "server x2", "server x2+batching")
+ORDER = ("naive", "server", "server x2", "server x2+batching", "upper bound")
+ONE_WORKER = ("server",)  # the upper bound is one process: compare it with one worker
 
 
 def _f(x, digits=1):
@@ -32,7 +33,7 @@ def targets(results) -> list[tuple[str, str, str, bool]]:
         if s100 and n100 and n100.rps:
             ratio = s100.rps / n100.rps
             rows.append(("100 images: ≥ 10× naive", system, f"{ratio:.1f}×", ratio >= 10 and s100.errors == 0))
-        for name in ("1 image, 32 conns", "100 images, 8 conns"):
+        for name in ("1 image, 32 conns", "100 images, 8 conns") if system in ONE_WORKER else ():
             s, u = _find(results, system, name), _find(results, "upper bound", name)
             if s and u and u.rps:
                 ratio = s.rps / u.rps

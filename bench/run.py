@@ -1,11 +1,12 @@
-"""`python -m bench` (`make bench`): serve the MNIST model three ways and load them with wrk.
+"""`python -m bench` (`make bench`): serve the MNIST model several ways and load them with wrk.
 
 Systems, in one run, on one model:
-  naive            bench/naive_server.py: Flask dev server, get_json, np.array, signature, jsonify
-  server           python -m server
-  server+batching  python -m server --enable_batching --batching_parameters_file=bench/batching_parameters.txt
-  upper bound      bench/upper_bound.py: same bodies parsed, run in the batches the server would
-                   form and formatted in one loop, one process, no HTTP
+  naive               bench/naive_server.py: Flask dev server, get_json, np.array, signature, jsonify
+  server              python -m server (one worker process)
+  server x2           python -m server --workers=2
+  server x2+batching  the same with --enable_batching --batching_parameters_file=bench/batching_parameters.txt
+  upper bound         bench/upper_bound.py: same bodies parsed, run in the batches the server would
+                      form and formatted in one loop, one process, no HTTP
 
 Load: `wrk` (Debian package; installed with apt-get when missing) with bench/post.lua, over
 127.0.0.1 only, each scenario for a fixed number of seconds. Results: a Markdown table and a PNG
@@ -273,15 +274,25 @@ def check_answer(port: int, body_file: pathlib.Path, rows: int) -> None:
 
 # -- the run -------------------------------------------------------------------------------------
 
+SYSTEMS = ("naive", "server", "server x2", "server x2+batching", "upper")
+
+
 def server_commands(model_path: pathlib.Path, port: int, threads: int) -> dict[str, list[str]]:
     py = sys.executable
-    base = [py, "-m", "server", f"--rest_api_port={port}", f"--model_name={MODEL_NAME}",
-            f"--model_base_path={model_path}", f"--rest_api_num_threads={threads}"]
+    # A small MLP runs fastest with TensorFlow's own thread pools at one thread: the parallelism
+    # comes from concurrent requests (threads) and from worker processes.
+    base = [py, "-m", "server", f"--rest_api_port={port}", "--rest_api_host=127.0.0.1",
+            f"--model_name={MODEL_NAME}", f"--model_base_path={model_path}",
+            "--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=1"]
+    if threads:
+        base.append(f"--rest_api_num_threads={threads}")
     return {
         "naive": [py, "-m", "bench.naive_server", "--port", str(port), "--model_name", MODEL_NAME,
                   "--model_base_path", str(model_path)],
-        "server": base,
-        "server+batching": base + ["--enable_batching", f"--batching_parameters_file={BATCHING_FILE}"],
+        "server": base + ["--workers=1"],
+        "server x2": base + ["--workers=2"],
+        "server x2+batching": base + ["--workers=2", "--enable_batching",
+                                      f"--batching_parameters_file={BATCHING_FILE}"],
     }
 
 
@@ -361,9 +372,10 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=None, help="seconds per scenario (default 5, quick 2)")
     p.add_argument("--model_base_path", default=None, help="model to serve (default: the MNIST export)")
     p.add_argument("--systems", default=None,
-                   help="comma-separated subset of naive,server,server+batching,upper "
-                        "(default all; --quick: server+batching,upper)")
-    p.add_argument("--rest_api_num_threads", type=int, default=64, help="threads per server worker")
+                   help="comma-separated subset of " + ",".join(SYSTEMS) +
+                        " (default all; --quick: server,upper)")
+    p.add_argument("--rest_api_num_threads", type=int, default=None,
+                   help="threads per server worker (default: the server's, 4 x cores)")
     p.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     args = p.parse_args(argv)
 
@@ -371,9 +383,9 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     seconds = args.seconds or (2.0 if args.quick else 5.0)
     scenarios = QUICK_SCENARIOS if args.quick else SCENARIOS
-    systems = (args.systems or ("server+batching,upper" if args.quick else "naive,server,server+batching,upper"))
+    systems = (args.systems or ("server,upper" if args.quick else ",".join(SYSTEMS)))
     systems = [s.strip() for s in systems.split(",") if s.strip()]
-    unknown = set(systems) - {"naive", "server", "server+batching", "upper"}
+    unknown = set(systems) - set(SYSTEMS)
     if unknown:
         p.error(f"unknown systems: {', '.join(sorted(unknown))}")
 
@@ -387,7 +399,7 @@ def main(argv=None) -> int:
     results: list[Result] = []
     failures: dict[str, str] = {}
     t0 = time.monotonic()
-    for system in ("naive", "server", "server+batching", "upper"):
+    for system in SYSTEMS:
         if system not in systems:
             continue
         try:

@@ -28,6 +28,9 @@ SAVEDMODEL = ROOT / "code" / "zh" / "savedmodel"
 
 
 def load_script(name):
+    """Import a code/zh/savedmodel script as a module; like `python script.py`, its folder is on sys.path."""
+    if str(SAVEDMODEL) not in sys.path:
+        sys.path.insert(0, str(SAVEDMODEL))
     spec = importlib.util.spec_from_file_location("zh_savedmodel_" + name, SAVEDMODEL / (name + ".py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
