@@ -82,6 +82,9 @@ def serve(args, settings) -> int:
             self.cfg.set("errorlog", "-")
             self.cfg.set("loglevel", args.log_level)
             self.cfg.set("proc_name", "tf-serving-flask")
+            # gunicorn's runtime-control socket sits at one fixed path per user: two servers on one
+            # machine would fight over it, and this server is managed by its flags and signals.
+            self.cfg.set("control_socket_disable", True)
             self.cfg.set("worker_exit", _worker_exit)
 
         def load(self):
