@@ -29,7 +29,8 @@ def _latest(base_path: str) -> tuple[int, str]:
 
 
 class ServerPath:
-    """The server's codec and servable: parse_json/decode_predict -> Servable.run -> encode_predict."""
+    """The server's codec and servable: parse_predict/decode_predict -> Servable.run -> encode_predict,
+    the calls handlers.ServingAPI.predict makes."""
     name = "server.codec + server.servable"
 
     def __init__(self, base_path: str, signature_name: str):
@@ -40,7 +41,7 @@ class ServerPath:
         self.signature = self.servable.get_signature(signature_name)
 
     def decode(self, body: bytes):
-        doc = self.codec.parse_json(body)
+        doc = self.codec.parse_predict(body)
         return self.codec.decode_predict(doc, self.signature)
 
     def run(self, inputs):

@@ -45,7 +45,7 @@ class ServingAPI:
 
     # -- predict ---------------------------------------------------------------------------
     def predict(self, name: str, version: int | None, label: str | None, body: bytes) -> bytes:
-        doc = codec.parse_json(body)
+        doc = codec.parse_predict(body)  # parse_json, with a numeric tensor held aside unconverted
         signature_name = codec.get_signature_name(doc)
         with self.manager.acquire(name, version, label) as servable:
             signature = servable.get_signature(signature_name)

@@ -1,0 +1,158 @@
+"""The common predict body read straight from its bytes: a dense nested JSON array of numbers.
+
+A request like {"signature_name": "call", "instances": <100x28x28x1 numbers>} is mostly one array of
+numbers. Parsing it into nested Python lists (78,400 one-element lists for MNIST) and handing those to
+numpy costs far more than running the model. This module reads such an array with a few passes of
+C-speed bytes operations and one flat orjson parse, or answers None when the text is anything else
+(strings, NaN/Infinity, true/false, objects, ragged or empty lists, malformed JSON), so that the
+caller runs the ordinary parser, which gives TF Serving's exact answer or error.
+
+- `find_array(body, key)`: where the array value of a top-level `"key"` member seems to be;
+- `read_array(text)`: (flat list of numbers, shape) for a dense nested numeric array, else None.
+
+Pure functions on bytes; server/codec.py decides when the result may be used (dtype, range).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import orjson
+
+NUMBER_CHARS = b"0123456789.eE+-"
+JSON_WS = b" \t\n\r"
+MAX_RANK = 32  # deeper arrays go the ordinary way (and stay far from orjson's nesting limit)
+
+_OPEN, _CLOSE, _COMMA, _NUM = b"[", b"]", b",", b"0"
+_ORD_OPEN, _ORD_CLOSE, _ORD_NUM = _OPEN[0], _CLOSE[0], _NUM[0]
+
+# One translate pass: every number character becomes "0", brackets and commas stay, whitespace is
+# deleted (by translate's second argument) and anything else becomes "x", which rules the text out.
+_SQUEEZE = bytearray(b"x" * 256)
+for _c in NUMBER_CHARS:
+    _SQUEEZE[_c] = _NUM[0]
+for _c in b"[],":
+    _SQUEEZE[_c] = _c
+_SQUEEZE = bytes(_SQUEEZE)
+# Brackets blanked: what is left is the numbers and the commas between them.
+_BLANK_BRACKETS = bytes.maketrans(b"[]", b"  ")
+
+
+def find_array(body: bytes, key: bytes) -> tuple[int, int] | None:
+    """(start, end) such that body[start:end] may be the array value of the member `"key"`.
+
+    Only a guess from the bytes: the text after `"key"`, whitespace and ':' must start with '['; it
+    runs to the next '"' or '}' (neither can occur inside a numeric array), less trailing whitespace
+    and commas. The caller must check that this really is the top-level member (codec.parse_predict
+    parses the rest of the body) and that the text is a well-formed array (`read_array`).
+    """
+    quoted = b'"' + key + b'"'
+    at = body.find(quoted)
+    for _ in range(4):  # the name may also appear as a string value, e.g. {"note": "instances", ...}
+        if at < 0:
+            return None
+        i = _skip_ws(body, at + len(quoted))
+        if body[i:i + 1] == b":":
+            start = _skip_ws(body, i + 1)
+            if body[start:start + 1] == _OPEN:
+                end = len(body)
+                for stop in (b'"', b"}"):
+                    j = body.find(stop, start)
+                    if 0 <= j < end:
+                        end = j
+                while end > start and body[end - 1] in b" \t\n\r,":
+                    end -= 1
+                return start, end
+        at = body.find(quoted, at + 1)
+    return None
+
+
+def _skip_ws(body: bytes, i: int) -> int:
+    n = len(body)
+    while i < n and body[i] in JSON_WS:
+        i += 1
+    return i
+
+
+def read_array(text: bytes) -> tuple[list, tuple[int, ...]] | None:
+    """A dense nested JSON array of numbers -> (its numbers in row-major order, its shape); else None.
+
+    None for anything that is not exactly that: other tokens, ragged or empty lists, numbers outside
+    the innermost lists, malformed numbers or separators. The numbers are orjson's (int or float), as
+    a full orjson parse of the same text would give them.
+    """
+    if len(text) < 2 or text[:1] != _OPEN or text[-1:] != _CLOSE:
+        return None
+    squeezed = text.translate(_SQUEEZE, JSON_WS)
+    if b"x" in squeezed:  # a string, NaN, true, an object...: not a plain numeric array
+        return None
+    skeleton = squeezed.translate(None, _NUM)  # brackets and commas only, e.g. b"[[,],[,]]"
+    shape = _shape_of(skeleton)
+    if shape is None:  # ragged, empty, unbalanced, too deep
+        return None
+    if not _numbers_only_in_innermost_lists(squeezed):
+        return None
+    # The skeleton is regular and numbers stand only between '[' or ',' and ',' or ']', so blanking the
+    # brackets leaves one comma-separated item per slot; orjson checks each is one valid JSON number.
+    # (Blanks rather than deletion, so "[1 [2]]" cannot turn into the number 12.)
+    try:
+        values = orjson.loads(b"[" + text.translate(_BLANK_BRACKETS) + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    if len(values) != math.prod(shape):  # an empty innermost list, "[]", gives no item at all
+        return None
+    return values, shape
+
+
+def _shape_of(skeleton: bytes) -> tuple[int, ...] | None:
+    """The shape whose regular skeleton `skeleton` is, or None if it is no regular skeleton."""
+    rank = 0  # the leading '[' (counted here: lstrip would copy the whole skeleton)
+    while rank < len(skeleton) and skeleton[rank] == _ORD_OPEN:
+        rank += 1
+        if rank > MAX_RANK:
+            return None
+    if rank == 0:
+        return None
+    # Guess each size from the first list at each depth (0: the whole array). That list starts at
+    # index `depth` and ends with the first run of rank-depth ']' (deeper lists close with fewer).
+    # A list of `size` items, each `inner` bytes long, is 1 + size * (inner + 1) bytes: "[" items
+    # and commas "]"; the numbers themselves left nothing in the skeleton (inner = 0).
+    lengths = [len(skeleton)] + [0] * rank
+    for depth in range(1, rank):
+        closes = rank - depth
+        end = skeleton.find(_CLOSE * closes)
+        if end < 0:
+            return None
+        lengths[depth] = end + closes - depth
+    shape = []
+    for depth in range(rank):
+        size, rest = divmod(lengths[depth] - 1, lengths[depth + 1] + 1)
+        if rest or size < 1:
+            return None
+        shape.append(size)
+    # The guess is right only if the skeleton is exactly the regular one of that shape: one memcmp.
+    if skeleton != regular_skeleton(shape):
+        return None
+    return tuple(shape)
+
+
+def regular_skeleton(shape: list[int] | tuple[int, ...]) -> bytes:
+    """The brackets and commas of a dense array of `shape` (every size >= 1): (2, 2) -> b"[[,],[,]]"."""
+    text = _OPEN + _COMMA * (shape[-1] - 1) + _CLOSE
+    for size in reversed(shape[:-1]):
+        text = _OPEN + (text + _COMMA) * (size - 1) + text + _CLOSE
+    return text
+
+
+
+def _numbers_only_in_innermost_lists(squeezed: bytes) -> bool:
+    """No number right before a '[' or right after a ']' (whitespace already removed).
+
+    With a regular skeleton, that leaves numbers only where JSON allows them, between '[' or ','
+    and ',' or ']'. One vectorised pass instead of bytes searches, which crawl over the many "0"s.
+    """
+    a = np.frombuffer(squeezed, np.uint8)
+    before, after = a[:-1], a[1:]
+    if np.any((before == _ORD_NUM) & (after == _ORD_OPEN)):
+        return False
+    return not np.any((before == _ORD_CLOSE) & (after == _ORD_NUM))
