@@ -30,7 +30,7 @@ _ORD_OPEN, _ORD_CLOSE, _ORD_NUM = _OPEN[0], _CLOSE[0], _NUM[0]
 # deleted (by translate's second argument) and anything else becomes "x", which rules the text out.
 _SQUEEZE = bytearray(b"x" * 256)
 for _c in NUMBER_CHARS:
-    _SQUEEZE[_c] = _NUM[0]
+    _SQUEEZE[_c] = _ORD_NUM
 for _c in b"[],":
     _SQUEEZE[_c] = _c
 _SQUEEZE = bytes(_SQUEEZE)
