@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 
 from flask import Flask, Response, request
 
-from . import errors
+from . import errors, monitoring
 from .handlers import ServingAPI
 
 log = logging.getLogger("server.app")
@@ -65,16 +66,23 @@ def dispatch(api: ServingAPI, method: str, path: str, body: bytes) -> bytes:
     raise errors.invalid_argument(f"Malformed request: {method} {path}")
 
 
-def create_app(api: ServingAPI) -> Flask:
-    """The WSGI app. `api` holds all state; the app keeps none of its own."""
+def create_app(api: ServingAPI, metrics=None, metrics_path: str | None = None) -> Flask:
+    """The WSGI app. `api` holds all state; the app keeps none of its own.
+
+    With `metrics` (monitoring.Metrics), predict/classify/regress requests are counted and timed
+    and `metrics_path` serves the Prometheus page, as TF Serving's --monitoring_config_file does.
+    """
     app = Flask("server")
     app.url_map.merge_slashes = False  # "/v1/models//x" is malformed, as in TF Serving, not redirected
     app.config["SERVING_API"] = api
 
     def handle(path: str = "") -> Response:
         full_path = request.path
+        if metrics is not None and full_path == metrics_path:
+            return Response(metrics.render(), 200, content_type=monitoring.CONTENT_TYPE)
         if not _V1.fullmatch(full_path):
             return Response(error_body(f"Not found: {request.method} {full_path}"), 404, content_type=_JSON)
+        started = time.perf_counter()
         body = request.get_data(cache=False)
         try:
             answer = dispatch(api, request.method, full_path, body)
@@ -82,11 +90,22 @@ def create_app(api: ServingAPI) -> Flask:
             # One line per request error, whatever the message holds.
             log.warning("%s %s -> %d %s: %s", request.method, full_path, exc.http_status, exc.code,
                         " ".join(exc.message.split()))
+            _record(exc.code, started)
             return Response(error_body(exc.message), exc.http_status, content_type=_JSON)
         except Exception as exc:  # never an HTML page or a dropped connection
             log.exception("%s %s -> 500: unexpected error", request.method, full_path)
+            _record("INTERNAL", started)
             return Response(error_body(f"Internal error: {type(exc).__name__}: {exc}"), 500, content_type=_JSON)
+        _record("OK", started)
         return Response(answer, 200, content_type=_JSON)
+
+    def _record(status: str, started: float) -> None:
+        # Only inference requests are counted, as in TF Serving (status and metadata calls are not).
+        if metrics is not None and request.method == "POST":
+            m = _PREDICT.fullmatch(request.path)
+            if m and m.group(4) in monitoring.API_NAMES:
+                metrics.record_request(m.group(1), monitoring.API_NAMES[m.group(4)], status,
+                                       time.perf_counter() - started)
 
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
     app.add_url_rule("/", "root", handle, methods=methods, provide_automatic_options=False)

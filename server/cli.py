@@ -52,7 +52,6 @@ UNSUPPORTED_FLAGS = {
     "mixed_precision": "not supported yet",
     "skip_initialize_tpu": "TPUs are not supported",
     "rest_api_enable_cors_support": "not supported yet",
-    "monitoring_config_file": "not supported yet",
 }
 
 
@@ -121,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batching_parameters_file", default="", metavar="FILE",
                    help="BatchingParameters in protobuf text format (max_batch_size, batch_timeout_micros, "
                         "max_enqueued_batches, num_batch_threads, allowed_batch_sizes). Implies --enable_batching.")
+    g.add_argument("--monitoring_config_file", default="", metavar="FILE",
+                   help="A MonitoringConfig in protobuf text format; with prometheus_config { enable: true } "
+                        "Prometheus metrics are served on the REST port at prometheus_config.path "
+                        "(default /monitoring/prometheus/metrics), added up over all workers.")
     g.add_argument("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True, metavar="BOOL",
                    help="Replay assets.extra/tf_serving_warmup_requests before a version is AVAILABLE (default true).")
     g.add_argument("--saved_model_tags", default="serve", metavar="TAGS",
@@ -207,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.enable_batching:
             from . import batching
             args.batching_parameters = batching.read_parameters(args.batching_parameters_file or None)
+        args.prometheus = None
+        if args.monitoring_config_file:
+            from . import monitoring
+            prometheus = monitoring.read_config_file(args.monitoring_config_file)
+            args.prometheus = prometheus if prometheus.enable else None
     except config_mod.ConfigError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import os
 
 log = logging.getLogger("server")
 
@@ -25,21 +26,34 @@ class Worker:
                                    run_timeout_ms=args.rest_api_timeout_in_ms,
                                    intra_op_threads=args.tensorflow_intra_op_parallelism,
                                    inter_op_threads=args.tensorflow_inter_op_parallelism)
+        warmup = None if args.enable_model_warmup else (lambda servable: 0)
+        prometheus = getattr(args, "prometheus", None)
+        self.metrics = None
+        if prometheus is not None:
+            from . import monitoring
+            from .warmup import run_warmup
+            # Values go to the folder the parent made before the fork: every worker's add up.
+            self.metrics = monitoring.Metrics(multiprocess_dir=monitoring.multiprocess_dir())
+            loader = monitoring.timed_loader(self.metrics, loader)
+            if warmup is None:
+                warmup = monitoring.timed_warmup(self.metrics, run_warmup)
         self.manager = ModelManager(
             settings,
             file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
             loader=loader,
-            warmup=None if args.enable_model_warmup else (lambda servable: 0),
+            warmup=warmup,
             on_state=self._on_state,
         )
         self.api = ServingAPI(self.manager, batcher_for=self.batchers.batcher_for if self.batchers else None)
-        self.app = create_app(self.api)
+        self.app = create_app(self.api, metrics=self.metrics,
+                              metrics_path=prometheus.path if prometheus is not None else None)
         self.manager.start()
         if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
             self.manager.watch_config_file(args.model_config_file, args.model_config_file_poll_wait_seconds)
 
-    @staticmethod
-    def _on_state(name, version, state, error):
+    def _on_state(self, name, version, state, error):
+        if getattr(self, "metrics", None) is not None:
+            self.metrics.on_state(name, version, state)
         if state == "AVAILABLE":
             freeze_heap()
 
@@ -86,6 +100,8 @@ def serve(args, settings) -> int:
             # machine would fight over it, and this server is managed by its flags and signals.
             self.cfg.set("control_socket_disable", True)
             self.cfg.set("worker_exit", _worker_exit)
+            if metrics_dir is not None:
+                self.cfg.set("child_exit", _child_exit)
 
         def load(self):
             # Runs in each worker after the fork: TensorFlow is imported and models load here.
@@ -98,7 +114,23 @@ def serve(args, settings) -> int:
         if w is not None:
             w.stop()
 
+    def _child_exit(server, worker):
+        # In the parent: the dead worker's live gauges stop counting; its counters stay in the sums.
+        monitoring.mark_process_dead(worker.pid)
+
+    metrics_dir = None
+    if getattr(args, "prometheus", None) is not None:
+        from . import monitoring
+        metrics_dir = monitoring.enable_multiprocess()  # before the fork: every worker writes there
+        log.info("Prometheus metrics on http://%s:%d%s (every worker's values in %s)", args.rest_api_host,
+                 args.rest_api_port, args.prometheus.path, metrics_dir)
+    parent = os.getpid()
     log.info("REST API on http://%s:%d/v1/models/... with %d worker(s) x %d threads",
              args.rest_api_host, args.rest_api_port, args.workers, args.rest_api_num_threads)
-    Application().run()
+    try:
+        Application().run()
+    finally:
+        # Workers leave run() through SystemExit too; only the parent removes the folder.
+        if metrics_dir is not None and os.getpid() == parent:
+            monitoring.cleanup_multiprocess(metrics_dir)
     return 0
