@@ -2,8 +2,8 @@
 
 Everything that can be checked before a model loads is checked here, in the parent process,
 so that a bad flag, a missing base path or a port in use exits at once with one clear sentence.
-The HTTP server is gunicorn (threaded workers); each worker process loads its own copy of the
-models after the fork (TensorFlow must not be forked once initialised).
+The HTTP server is granian (HTTP in Rust, the WSGI app on a pool of threads per worker); each worker
+process is started fresh ("spawn") and loads its own copy of the models.
 """
 from __future__ import annotations
 
@@ -172,11 +172,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_settings(args: argparse.Namespace) -> list:
+def load_settings(args: argparse.Namespace, check_paths: bool = True) -> list:
     """The models to serve; raises config.ConfigError."""
     if args.model_config_file:
-        return config_mod.read_config_file(args.model_config_file)
-    return config_mod.single_model(args.model_name, args.model_base_path)
+        return config_mod.read_config_file(args.model_config_file, check_paths=check_paths)
+    return config_mod.single_model(args.model_name, args.model_base_path, check_paths=check_paths)
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """Read the files the flags name (batching, monitoring) into `args`; raises config.ConfigError."""
+    args.batching_parameters = None
+    if args.enable_batching:
+        from . import batching
+        args.batching_parameters = batching.read_parameters(args.batching_parameters_file or None)
+    args.prometheus = None
+    if args.monitoring_config_file:
+        from . import monitoring
+        prometheus = monitoring.read_config_file(args.monitoring_config_file)
+        args.prometheus = prometheus if prometheus.enable else None
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -203,21 +216,15 @@ def configure_logging(level: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     configure_logging(args.log_level)
     try:
         settings = load_settings(args)
-        if args.enable_batching:
-            from . import batching
-            args.batching_parameters = batching.read_parameters(args.batching_parameters_file or None)
-        args.prometheus = None
-        if args.monitoring_config_file:
-            from . import monitoring
-            prometheus = monitoring.read_config_file(args.monitoring_config_file)
-            args.prometheus = prometheus if prometheus.enable else None
+        prepare(args)
     except config_mod.ConfigError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
     check_port_free(args.rest_api_host, args.rest_api_port)
     from .wsgi import serve
-    return serve(args, settings)
+    return serve(args, settings, argv)

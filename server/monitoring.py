@@ -123,7 +123,7 @@ def multiprocess_dir() -> str | None:
 
 
 def mark_process_dead(pid: int) -> None:
-    """A worker has exited: its live gauges stop counting (called in the parent, gunicorn's child_exit)."""
+    """A worker has exited: its live gauges stop counting (called in the worker at exit)."""
     folder = multiprocess_dir()
     if folder and os.path.isdir(folder):
         from prometheus_client import multiprocess

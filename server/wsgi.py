@@ -1,8 +1,9 @@
-"""Process wiring: one worker's app (manager + API + Flask) and the gunicorn server around it."""
+"""Process wiring: one worker's app (manager + API + Flask) and the HTTP server (granian) around it."""
 from __future__ import annotations
 
 import functools
 import gc
+import json
 import logging
 import os
 
@@ -10,7 +11,7 @@ log = logging.getLogger("server")
 
 
 class Worker:
-    """Everything one worker process serves with: started after the fork, stopped at exit."""
+    """Everything one worker process serves with: started in the worker, stopped at exit."""
 
     def __init__(self, args, settings):
         from .app import create_app
@@ -76,61 +77,62 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-def serve(args, settings) -> int:
-    """Run gunicorn with threaded workers until SIGINT/SIGTERM."""
-    from gunicorn.app.base import BaseApplication
+ARGV_ENV = "TF_SERVING_FLASK_ARGV"
 
-    holder = {}
 
-    class Application(BaseApplication):
-        def load_config(self):
-            self.cfg.set("bind", [f"{args.rest_api_host}:{args.rest_api_port}"])
-            self.cfg.set("workers", args.workers)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", args.rest_api_num_threads)
-            self.cfg.set("timeout", 120)
-            self.cfg.set("graceful_timeout", 10)
-            self.cfg.set("keepalive", 75)
-            self.cfg.set("backlog", 2048)
-            self.cfg.set("accesslog", None)
-            self.cfg.set("errorlog", "-")
-            self.cfg.set("loglevel", args.log_level)
-            self.cfg.set("proc_name", "tf-serving-flask")
-            # gunicorn's runtime-control socket sits at one fixed path per user: two servers on one
-            # machine would fight over it, and this server is managed by its flags and signals.
-            self.cfg.set("control_socket_disable", True)
-            self.cfg.set("worker_exit", _worker_exit)
-            if metrics_dir is not None:
-                self.cfg.set("child_exit", _child_exit)
+def worker_app():
+    """The WSGI app of one worker process (granian's factory): flags from the parent, models loaded here.
 
-        def load(self):
-            # Runs in each worker after the fork: TensorFlow is imported and models load here.
-            worker = Worker(args, settings)
-            holder["worker"] = worker
-            return worker.app
+    Workers are started with the "spawn" method on every platform, so each imports TensorFlow and
+    loads its own copy of the models in a fresh interpreter; the parent passes its command line
+    through the environment, already checked.
+    """
+    import atexit
 
-    def _worker_exit(server, worker):
-        w = holder.get("worker")
-        if w is not None:
-            w.stop()
+    from . import cli
+    args = cli.parse_args(json.loads(os.environ[ARGV_ENV]))
+    cli.configure_logging(args.log_level)
+    cli.prepare(args)
+    worker = Worker(args, cli.load_settings(args, check_paths=False))
+    atexit.register(worker.stop)
+    if worker.metrics is not None:
+        from . import monitoring
+        # This worker's live gauges stop counting once it is gone; its counters stay in the sums.
+        atexit.register(monitoring.mark_process_dead, os.getpid())
+    return worker.app
 
-    def _child_exit(server, worker):
-        # In the parent: the dead worker's live gauges stop counting; its counters stay in the sums.
-        monitoring.mark_process_dead(worker.pid)
+
+def serve(args, settings, argv: list[str]) -> int:
+    """Run granian (HTTP in Rust, the WSGI app in each worker's threads) until SIGINT/SIGTERM."""
+    import multiprocessing
+
+    from granian import Granian
+    from granian.constants import Interfaces
 
     metrics_dir = None
     if getattr(args, "prometheus", None) is not None:
         from . import monitoring
-        metrics_dir = monitoring.enable_multiprocess()  # before the fork: every worker writes there
+        metrics_dir = monitoring.enable_multiprocess()  # before the workers start: every one writes there
         log.info("Prometheus metrics on http://%s:%d%s (every worker's values in %s)", args.rest_api_host,
                  args.rest_api_port, args.prometheus.path, metrics_dir)
-    parent = os.getpid()
+    os.environ[ARGV_ENV] = json.dumps(argv)
+    multiprocessing.set_start_method("spawn", force=True)
     log.info("REST API on http://%s:%d/v1/models/... with %d worker(s) x %d threads",
              args.rest_api_host, args.rest_api_port, args.workers, args.rest_api_num_threads)
+    server = Granian(
+        "server.wsgi:worker_app",
+        factory=True,
+        interface=Interfaces.WSGI,
+        address=args.rest_api_host,
+        port=args.rest_api_port,
+        workers=args.workers,
+        blocking_threads=args.rest_api_num_threads,
+        backlog=2048,
+        log_level=args.log_level if args.log_level != "warning" else "warn",
+    )
     try:
-        Application().run()
+        server.serve()
     finally:
-        # Workers leave run() through SystemExit too; only the parent removes the folder.
-        if metrics_dir is not None and os.getpid() == parent:
+        if metrics_dir is not None:
             monitoring.cleanup_multiprocess(metrics_dir)
     return 0
