@@ -22,7 +22,11 @@ def test_ex1_columnar(load_exercise, request):
 
     # 先在本地检查 read_predictions：列格式的回答是 {"outputs": ...}
     fake = np.arange(20, dtype=np.float64).reshape(2, 10) / 100
-    read = call(ex.read_predictions, {"outputs": fake.tolist()})
+    try:
+        read = call(ex.read_predictions, {"outputs": fake.tolist()})
+    except KeyError as error:
+        pytest.fail(f'read_predictions 找不到键 {error}：列格式的回答是 {{"outputs": [...]}}，不再有 "predictions"',
+                    pytrace=False)
     assert np.allclose(np.asarray(read, dtype=np.float64), fake), (
         'read_predictions 没有读出列格式的回答：列格式的回答是 {"outputs": [...]}，不再有 "predictions"')
 
