@@ -113,7 +113,10 @@ class ServingAPI:
             {"name": spec["name"], "signature_name": spec.get("signature_name", ""), "version": spec["version"]},
             indent=1,
         )
+        # Signatures sorted by name: the proto map's own order varies from run to run.
+        sigs = json.loads(_proto_json(sig_map))
+        sigs["signature_def"] = dict(sorted(sigs.get("signature_def", {}).items()))
         return (
             '{\n"model_spec":' + spec_text + ",\n"
-            '"metadata": {"signature_def": ' + _proto_json(sig_map) + "}\n}\n"
+            '"metadata": {"signature_def": ' + json.dumps(sigs, indent=1) + "}\n}\n"
         ).encode()

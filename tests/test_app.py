@@ -202,6 +202,7 @@ def test_model_metadata(client):
     assert doc["model_spec"] == {"name": "half_plus_two", "signature_name": "", "version": "123"}
     sigs = doc["metadata"]["signature_def"]["signature_def"]
     assert set(sigs) >= {"serving_default", "classify_x_to_y", "regress_x_to_y"}
+    assert list(sigs) == sorted(sigs)  # a stable order, whatever the proto map's
     x = sigs["serving_default"]["inputs"]["x"]
     assert x["dtype"] == "DT_FLOAT" and x["name"] == "x:0"
     assert [d["size"] for d in x["tensor_shape"]["dim"]] == ["-1", "1"]
