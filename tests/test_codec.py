@@ -8,11 +8,10 @@ import time
 import numpy as np
 import pytest
 from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2
 
+from .sigs import make_signature
 from server import codec
 from server.errors import ServingError
-from server.signatures import Signature
 
 F, D, I32, I64, S, B = (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_INT32, types_pb2.DT_INT64,
                         types_pb2.DT_STRING, types_pb2.DT_BOOL)
@@ -20,18 +19,7 @@ F, D, I32, I64, S, B = (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_IN
 
 def make_sig(inputs, outputs=None, name="serving_default"):
     """A Signature from a SignatureDef proto; shapes None = unknown rank."""
-    proto = meta_graph_pb2.SignatureDef(method_name="tensorflow/serving/predict")
-    for key, (dtype, shape) in inputs.items():
-        info = proto.inputs[key]
-        info.name, info.dtype = key + ":0", dtype
-        if shape is None:
-            info.tensor_shape.unknown_rank = True
-        else:
-            for d in shape:
-                info.tensor_shape.dim.add(size=d)
-    for key in outputs or ["y"]:
-        proto.outputs[key].name, proto.outputs[key].dtype = key + ":0", types_pb2.DT_FLOAT
-    return Signature.from_proto(name, proto)
+    return make_signature(inputs, outputs or ["y"], name)
 
 
 def decode(body, sig):

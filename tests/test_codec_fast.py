@@ -10,11 +10,10 @@ import numpy as np
 import orjson
 import pytest
 from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2
 
+from .sigs import make_signature
 from server import codec, fastjson
 from server.errors import ServingError
-from server.signatures import Signature
 
 F, D, H, I32, I64, S, B = (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF, types_pb2.DT_INT32,
                            types_pb2.DT_INT64, types_pb2.DT_STRING, types_pb2.DT_BOOL)
@@ -22,17 +21,7 @@ F, D, H, I32, I64, S, B = (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT
 
 def make_sig(inputs, name="call"):
     """A Signature from a SignatureDef proto; shape None = unknown rank."""
-    proto = meta_graph_pb2.SignatureDef(method_name="tensorflow/serving/predict")
-    for key, (dtype, shape) in inputs.items():
-        info = proto.inputs[key]
-        info.name, info.dtype = key + ":0", dtype
-        if shape is None:
-            info.tensor_shape.unknown_rank = True
-        else:
-            for d in shape:
-                info.tensor_shape.dim.add(size=d)
-    proto.outputs["y"].name, proto.outputs["y"].dtype = "y:0", types_pb2.DT_FLOAT
-    return Signature.from_proto(name, proto)
+    return make_signature(inputs, name=name)
 
 
 MNIST = make_sig({"inputs": (F, [-1, 28, 28, 1])})

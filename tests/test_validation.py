@@ -1,30 +1,17 @@
 """server/validation.py: inputs checked against the signature before the model runs."""
 import numpy as np
 import pytest
-from tensorflow.core.framework import tensor_pb2, types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow.core.framework import types_pb2
 
+from .sigs import make_signature
 from server.errors import ServingError
-from server.signatures import Signature
 from server.validation import validate_inputs
 
 F, I64, S = types_pb2.DT_FLOAT, types_pb2.DT_INT64, types_pb2.DT_STRING
 
 
 def make_sig(inputs, defaults=()):
-    proto = meta_graph_pb2.SignatureDef(method_name="tensorflow/serving/predict")
-    for key, (dtype, shape) in inputs.items():
-        info = proto.inputs[key]
-        info.name, info.dtype = key + ":0", dtype
-        if shape is None:
-            info.tensor_shape.unknown_rank = True
-        else:
-            for d in shape:
-                info.tensor_shape.dim.add(size=d)
-    for key in defaults:
-        proto.defaults[key].CopyFrom(tensor_pb2.TensorProto(dtype=inputs[key][0]))
-    proto.outputs["y"].name = "y:0"
-    return Signature.from_proto("serving_default", proto)
+    return make_signature(inputs, defaults=defaults)
 
 
 def message(inputs, sig):
