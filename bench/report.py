@@ -128,19 +128,25 @@ def chart(results, scenarios, path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def csv_text(results) -> str:
-    """The measurements as CSV (the chapter shows them with Sphinx's csv-table)."""
+def csv_text(results, scenarios) -> str:
+    """The measurements as CSV, scenario by scenario (the chapter shows them with Sphinx's csv-table)."""
+    def num(x, digits=1):
+        return "–" if x is None else f"{x:.{digits}f}"
+
+    order = [sc.name for sc in scenarios]
     rows = ["system,scenario,connections,requests/s,rows/s,p50 ms,p99 ms,errors,peak RSS MiB"]
-    for r in sorted(results, key=lambda r: (r.scenario.name, ORDER.index(r.system) if r.system in ORDER else 99)):
-        rows.append(",".join([r.system, f'"{r.scenario.name}"', str(r.scenario.connections), _f(r.rps).replace(",", ""),
-                              _f(r.rps * r.scenario.rows, 0).replace(",", ""), _f(r.p50_ms), _f(r.p99_ms),
-                              "–" if r.system == "upper bound" else str(r.errors), _f(r.peak_rss_mib, 0).replace(",", "")]))
+    for r in sorted(results, key=lambda r: (order.index(r.scenario.name) if r.scenario.name in order else 99,
+                                            ORDER.index(r.system) if r.system in ORDER else 99)):
+        upper = r.system == "upper bound"
+        rows.append(",".join([r.system, f'"{r.scenario.name}"', str(r.scenario.connections), num(r.rps),
+                              num(r.rps * r.scenario.rows, 0), num(r.p50_ms), num(r.p99_ms),
+                              "–" if upper else str(r.errors), num(r.peak_rss_mib, 0)]))
     return "\n".join(rows) + "\n"
 
 
 def write_report(results, scenarios, out_dir: pathlib.Path, **kw) -> str:
     md = markdown(results, scenarios, **kw)
     (out_dir / "results.md").write_text(md, encoding="utf-8")
-    (out_dir / "results.csv").write_text(csv_text(results), encoding="utf-8")
+    (out_dir / "results.csv").write_text(csv_text(results, scenarios), encoding="utf-8")
     chart(results, scenarios, out_dir / "bench.png")
     return md
