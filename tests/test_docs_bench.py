@@ -20,6 +20,7 @@ def test_quoted_numbers_come_from_the_recorded_run():
     rps = lambda row: float(row["requests/s"])  # noqa: E731
     expected = [
         f"每秒处理约 {rps(naive32):,.0f} 个请求，p99 延迟约 {float(naive32['p99 ms']):,.0f} 毫秒",
+        f"一个工作进程的服务器每秒约 {rps(one32):,.0f} 个请求，p99 约 {float(one32['p99 ms']):,.0f} 毫秒",
         f"两个工作进程的服务器每秒约 {rps(x2_32):,.0f} 个请求（约 {rps(x2_32) / rps(naive32):.0f} 倍），"
         f"p99 约 {float(x2_32['p99 ms']):,.0f} 毫秒",
         f"每秒只能处理约 {rps(naive100):,.0f} 个请求",
