@@ -7,7 +7,6 @@ The HTTP layer (app.py) only routes and formats errors; a later gRPC layer can c
 from __future__ import annotations
 
 import json
-import threading
 from typing import Callable
 
 import numpy as np
@@ -17,9 +16,6 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from . import codec, errors, examples
 from .signatures import Signature
 
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
-DEFAULT_SIGNATURE = "serving_default"
 
 
 def _proto_json(message) -> str:
@@ -41,7 +37,6 @@ class ServingAPI:
     def __init__(self, manager, batcher_for: Callable | None = None):
         self.manager = manager
         self._batcher_for = batcher_for
-        self._lock = threading.Lock()
 
     # -- predict ---------------------------------------------------------------------------
     def predict(self, name: str, version: int | None, label: str | None, body: bytes) -> bytes:
@@ -62,14 +57,17 @@ class ServingAPI:
 
     # -- classify / regress ----------------------------------------------------------------
     def classify(self, name: str, version: int | None, label: str | None, body: bytes) -> bytes:
-        outputs = self._run_examples(name, version, label, body, CLASSIFY_METHOD, "classification")
+        outputs = self._run_examples(name, version, label, body, examples.check_classify_signature,
+                                     "classification")
         return examples.encode_classify(outputs)
 
     def regress(self, name: str, version: int | None, label: str | None, body: bytes) -> bytes:
-        outputs = self._run_examples(name, version, label, body, REGRESS_METHOD, "regression")
+        outputs = self._run_examples(name, version, label, body, examples.check_regress_signature, "regression")
         return examples.encode_regress(outputs)
 
-    def _run_examples(self, name, version, label, body, method: str, kind: str) -> dict[str, np.ndarray]:
+    def _run_examples(self, name, version, label, body, check_signature, kind: str) -> dict[str, np.ndarray]:
+        """Feed the request's serialized tf.Examples to the signature's one string input (TF Serving's
+        classifier/regressor), after TF Serving's checks of the signature."""
         doc = codec.parse_json(body)
         signature_name = codec.get_signature_name(doc)
         serialized = examples.decode_examples(doc)
@@ -77,13 +75,7 @@ class ServingAPI:
             signature = servable.signatures.get(signature_name)
             if signature is None:
                 raise errors.invalid_argument(f"No signature was found with the name: {signature_name}")
-            if signature.method_name != method:
-                raise errors.invalid_argument(
-                    f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}"
-                )
-            if len(signature.inputs) != 1:
-                raise errors.invalid_argument("Expected one input Tensor.")
-            (key,) = signature.inputs
+            key, _ = check_signature(signature)
             batch = np.empty(len(serialized), dtype=object)
             batch[:] = serialized
             outputs = servable.run(signature, {key: batch})
