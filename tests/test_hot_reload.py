@@ -98,3 +98,33 @@ def test_swap_under_load_and_broken_version(testdata, tmp_path):
         r = requests.get(f"{server.url}/v1/models/hpt/metadata").json()
         assert r["model_spec"]["version"] == "2"
         server.wait_log("Successfully loaded servable version hpt 2")
+
+
+def test_config_file_reload_adds_models_and_labels(testdata, tmp_path):
+    cfg = tmp_path / "models.config"
+
+    def write(*models):
+        cfg.write_text("model_config_list {\n" + "\n".join(models) + "\n}\n")
+
+    two_versions = (f'config {{ name: "hpt" base_path: "{testdata}/saved_model_half_plus_two_2_versions" '
+                    f'model_platform: "tensorflow" model_version_policy {{ all {{}} }} %s }}')
+    write(two_versions % 'version_labels { key: "stable" value: 123 }')
+    with ServerProcess([f"--model_config_file={cfg}", "--model_config_file_poll_wait_seconds=1"]) as server:
+        server.wait_available("hpt", "124")
+        assert [s["version"] for s in server.status("hpt")["model_version_status"]] == ["124", "123"]
+        label = requests.get(f"{server.url}/v1/models/hpt/labels/stable").json()
+        assert [s["version"] for s in label["model_version_status"]] == ["123"]
+        # Move the label and add a model, without a restart.
+        write(two_versions % 'version_labels { key: "stable" value: 124 }',
+              f'config {{ name: "tf2" base_path: "{testdata}/saved_model_half_plus_two_tf2_cpu" '
+              f'model_platform: "tensorflow" }}')
+        server.wait_available("tf2", timeout=60)
+        wait_for(lambda: [s["version"] for s in requests.get(
+            f"{server.url}/v1/models/hpt/labels/stable").json()["model_version_status"]] == ["124"])
+        r = requests.post(f"{server.url}/v1/models/tf2:predict", json={"instances": [3.0]})
+        assert r.json() == {"predictions": [3.5]}
+        # An invalid file is logged and the running config stays.
+        cfg.write_text("model_config_list { config { nme: 'x' } }")
+        server.wait_log("Invalid ModelServerConfig", timeout=20)
+        r = requests.post(f"{server.url}/v1/models/hpt/labels/stable:predict", json={"instances": [[1.0]]})
+        assert r.json() == {"predictions": [[2.5]]}
