@@ -23,8 +23,6 @@ import json
 import os
 import pathlib
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +31,9 @@ import urllib.error
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as `python docs/record_outputs.py`: the repository's packages
+    sys.path.insert(0, str(ROOT))
+from tests.serverproc import ServerProcess  # noqa: E402
 DOCS = ROOT / "docs"
 OUTPUTS = DOCS / "_outputs"
 SAVEDMODEL = ROOT / "code" / "zh" / "savedmodel"
@@ -104,12 +105,6 @@ def _run(cmd: list[str], cwd: pathlib.Path, timeout: float = 300) -> str:
     return done.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _http(method: str, url: str, body: object = None, timeout: float = 30) -> tuple[int, str]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method,
@@ -119,52 +114,6 @@ def _http(method: str, url: str, body: object = None, timeout: float = 30) -> tu
             return answer.status, answer.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
-
-
-class Server:
-    """`python -m server` on a free loopback port, always stopped on leaving the `with` block."""
-
-    def __init__(self, flags: list[str]):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", f"--rest_api_port={self.port}", "--rest_api_host=127.0.0.1", *flags],
-            cwd=ROOT, env=_env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_available(self, names: list[str], timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        pending = list(names)
-        while pending:
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read().decode()[-3000:]}")
-            try:
-                status, text = _http("GET", f"{self.url}/v1/models/{pending[0]}", timeout=5)
-                states = [s["state"] for s in json.loads(text).get("model_version_status", [])]
-            except (OSError, ValueError):
-                states = []
-            if states and all(s == "AVAILABLE" for s in states):
-                pending.pop(0)
-                continue
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{pending[0]} not AVAILABLE after {timeout} s")
-            time.sleep(0.2)
-
-    def __enter__(self) -> "Server":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-            except ProcessLookupError:
-                pass
-        self.log.close()
 
 
 def curl_command(method: str, path: str, body: object) -> str:
@@ -179,7 +128,7 @@ def curl_command(method: str, path: str, body: object) -> str:
     return f"$ curl -d '{text}' {url}"
 
 
-def record_rest(server: Server, outdir: pathlib.Path, names: list[str] | None = None) -> None:
+def record_rest(server: ServerProcess, outdir: pathlib.Path, names: list[str] | None = None) -> None:
     for name, (method, path, body) in REST_EXAMPLES.items():
         if names and name not in names:
             continue
@@ -219,8 +168,9 @@ def record(outdir: pathlib.Path, with_node: bool = True) -> list[str]:
         config = work / "models.config"
         config.write_text(MODEL_CONFIG % {"savedmodel": work, "testdata": FIXTURES})
         write("models.config", MODEL_CONFIG % {"savedmodel": READER_SAVEDMODEL, "testdata": READER_TESTDATA})
-        with Server([f"--model_config_file={config}"]) as server:
-            server.wait_available(["MLP", "MLP_sequential", "half_plus_two"])
+        with ServerProcess([f"--model_config_file={config}"], env=_env()) as server:
+            for name in ("MLP", "MLP_sequential", "half_plus_two"):
+                server.wait_available(name, every_version=True)
             write("client_py.txt", _run([py, "client.py", "--port", str(server.port)], SAVEDMODEL))
             if with_node and node_ready() is None:
                 write("client_js.txt", _run(["node", "client.js", "--port", str(server.port)], SAVEDMODEL))

@@ -24,16 +24,16 @@ def free_port() -> int:
 class ServerProcess:
     """`with ServerProcess(flags) as s:` runs the server until the block ends, whatever happens."""
 
-    def __init__(self, flags: list[str], port: int | None = None):
+    def __init__(self, flags: list[str], port: int | None = None, env: dict | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.flags = [f"--rest_api_port={self.port}", "--rest_api_host=127.0.0.1", *flags]
+        self.env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
         self._log = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "ServerProcess":
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "server", *self.flags], cwd=ROOT, env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "server", *self.flags], cwd=ROOT, env=self.env,
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
@@ -67,14 +67,19 @@ class ServerProcess:
         except (requests.ConnectionError, requests.Timeout, ValueError):
             return None
 
-    def wait_available(self, name: str, version: str | None = None, timeout: float = 120) -> dict:
+    def wait_available(self, name: str, version: str | None = None, timeout: float = 120,
+                       every_version: bool = False) -> dict:
+        """Until `version` (or any version; with every_version, all that it lists) of `name` is AVAILABLE."""
         deadline = time.monotonic() + timeout
         while True:
             self._check_alive()
             doc = self.status(name) or {}
-            for s in doc.get("model_version_status", []):
-                if s.get("state") == "AVAILABLE" and version in (None, s.get("version")):
+            statuses = doc.get("model_version_status", [])
+            if every_version:
+                if statuses and all(s.get("state") == "AVAILABLE" for s in statuses):
                     return doc
+            elif any(s.get("state") == "AVAILABLE" and version in (None, s.get("version")) for s in statuses):
+                return doc
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{name} not AVAILABLE after {timeout} s: {doc}\n" + "\n".join(self.log_lines()[-30:]))
             time.sleep(0.1)
