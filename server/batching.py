@@ -170,14 +170,8 @@ class BatchingParameters:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "BatchingParameters":
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise BatchingConfigError(f"Cannot read batching parameters file '{path}': {e.strerror}") from None
-        except UnicodeDecodeError:
-            raise BatchingConfigError(f"Invalid protobuf file: '{path}': not UTF-8 text") from None
-        return cls.from_text(text, str(path))
+        from server.config import read_text_file
+        return cls.from_text(read_text_file(path, "batching parameters", BatchingConfigError), str(path))
 
     def to_proto(self):
         msg = BatchingParametersProto()

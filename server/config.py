@@ -58,13 +58,21 @@ def parse_config_text(text: str, source: str = "<config>") -> model_server_confi
     return config
 
 
-def read_config_file(path: str, check_paths: bool = True) -> list[ModelSettings]:
-    """Parse and validate a --model_config_file; raises ConfigError."""
+def read_text_file(path, what: str, error: type[Exception] = ConfigError) -> str:
+    """The text of a protobuf text-format file that a flag names (`what`, e.g. "model config");
+    an unreadable or non-UTF-8 file raises `error` with one sentence naming the file."""
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            return f.read()
     except OSError as e:
-        raise ConfigError(f"Cannot read model config file {path}: {e.strerror}") from None
+        raise error(f"Cannot read {what} file '{path}': {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise error(f"Invalid protobuf file: '{path}': not UTF-8 text") from None
+
+
+def read_config_file(path: str, check_paths: bool = True) -> list[ModelSettings]:
+    """Parse and validate a --model_config_file; raises ConfigError."""
+    text = read_text_file(path, "model config")
     return settings_from_proto(parse_config_text(text, path), check_paths=check_paths)
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
-from server.config import ConfigError
+from server.config import ConfigError, read_text_file
 
 # ---------------------------------------------------------------------------------------------
 # MonitoringConfig
@@ -86,14 +86,7 @@ def parse_config(text: str, source: str = "<monitoring config>") -> PrometheusSe
 
 def read_config_file(path: str | os.PathLike) -> PrometheusSettings:
     """`--monitoring_config_file`; raises ConfigError (unreadable, not text, bad syntax, unknown field)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigError(f"Cannot read monitoring config file '{path}': {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"Invalid protobuf file: '{path}': not UTF-8 text") from None
-    return parse_config(text, str(path))
+    return parse_config(read_text_file(path, "monitoring config"), str(path))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -117,6 +117,10 @@ def test_text_format_syntax_error_names_the_file(tmp_path):
 def test_unreadable_config_file(tmp_path):
     with pytest.raises(ConfigError, match="Cannot read model config file"):
         read_config_file(str(tmp_path / "missing.config"))
+    binary = tmp_path / "binary.config"
+    binary.write_bytes(b"\xff\xfe\x00model")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        read_config_file(str(binary))
 
 
 def test_placeholders_are_not_expanded(tmp_path, monkeypatch):
