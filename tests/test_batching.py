@@ -215,15 +215,20 @@ def test_large_batch_splitting_runs_large_task_in_pieces():
     assert model.calls == [8, 8, 4]
 
 
-def test_full_queue_is_refused_not_queued():
-    gate = threading.Event()
-    started = threading.Event()
+def gated_run():
+    """A run function that blocks until `gate` is set; `started` says a batch thread is inside it."""
+    gate, started = threading.Event(), threading.Event()
 
     def blocked_run(inputs):
         started.set()
         gate.wait(10)
         return {"y": inputs["x"]}
 
+    return blocked_run, started, gate
+
+
+def test_full_queue_is_refused_not_queued():
+    blocked_run, started, gate = gated_run()
     b = Batcher(blocked_run, params(max_batch_size=2, max_enqueued_batches=1))
     results = []
     first = threading.Thread(target=lambda: results.append(b.submit({"x": np.ones((2, 1))})))
@@ -311,14 +316,7 @@ def test_output_without_batch_dimension_is_an_internal_error():
 
 
 def test_close_fails_pending_requests_and_stops_threads():
-    gate = threading.Event()
-    started = threading.Event()
-
-    def blocked_run(inputs):
-        started.set()
-        gate.wait(10)
-        return {"y": inputs["x"]}
-
+    blocked_run, started, gate = gated_run()
     b = Batcher(blocked_run, params(max_batch_size=1, max_enqueued_batches=100))
     errors = []
 
