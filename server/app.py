@@ -74,7 +74,6 @@ def create_app(api: ServingAPI, metrics=None, metrics_path: str | None = None) -
     """
     app = Flask("server")
     app.url_map.merge_slashes = False  # "/v1/models//x" is malformed, as in TF Serving, not redirected
-    app.config["SERVING_API"] = api
 
     def handle(path: str = "") -> Response:
         full_path = request.path
