@@ -260,6 +260,22 @@ def test_non_v1_path_is_json_404(client):
     assert "/healthz" in json.loads(r.data)["error"]
 
 
+def test_long_paths_are_routed_but_not_memoised(client):
+    # Paths are memoised up to app._ROUTE_CACHE_MAX_PATH characters; a longer one is routed afresh
+    # (same answers) and never kept, so clients cannot grow the cache with long URLs.
+    from server import app as app_mod
+    long_name = "m" * (app_mod._ROUTE_CACHE_MAX_PATH + 1)
+    before = app_mod._route_cached.cache_info().currsize
+    code, msg = error(client, "POST", f"/v1/models/{long_name}:predict", b'{"instances": [[1.0]]}')
+    assert (code, msg) == (404, f"Servable not found for request: Latest({long_name})")
+    code, msg = error(client, "POST", f"/v1/models/{long_name}:explain", b"{}")
+    assert (code, msg) == (400, f"Malformed request: POST /v1/models/{long_name}:explain")
+    padded = "/v1/models/half_plus_two/versions/" + "0" * app_mod._ROUTE_CACHE_MAX_PATH + "123:predict"
+    assert post(client, padded, {"instances": [[1.0]]}) == (200, {"predictions": [[2.5]]})
+    assert app_mod._route_cached.cache_info().currsize == before
+    assert app_mod._route_cached.cache_info().maxsize is not None
+
+
 # -- the WSGI shortcut ---------------------------------------------------------------------
 
 SHORTCUT_CASES = [
