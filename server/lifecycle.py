@@ -7,7 +7,9 @@ Like TF Serving's ServerCore + AspiredVersionsManager, in one small class:
   but only once a wanted version is AVAILABLE (availability first: a broken new version never takes
   over a working one). Requests never wait on a load.
 - `acquire()` hands out a ref-counted servable; a version being replaced stays usable by the requests
-  that hold it and is unloaded once the last one lets go.
+  that hold it and is unloaded once the last one lets go. Requests take no lock: they look the version
+  up in a snapshot of what is AVAILABLE (rebuilt under the lock at every state change) and check it
+  out with one atomic list append (see ModelManager._checkout).
 - States and messages follow TF Serving (START, LOADING, AVAILABLE, UNLOADING, END; "Servable not
   found for request: Latest(m)", "Could not find version 3 of model m", ...).
 - A version that failed to load keeps its error (END + error status) and is retried when its files change.
@@ -19,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from tensorflow_serving.apis import get_model_status_pb2
@@ -42,8 +44,22 @@ class _Version:
     state: int = START
     error: ServingError | None = None
     servable: object = None
-    refs: int = 0
+    # One entry per request holding this version: list.append/pop are atomic, no lock needed.
+    holders: list = field(default_factory=list)
     fingerprint: tuple | None = None  # the files as they were at the last load attempt
+
+    @property
+    def refs(self) -> int:
+        return len(self.holders)
+
+
+@dataclass(frozen=True)
+class _Routes:
+    """What requests may use of one model, as of the last state change: its AVAILABLE versions,
+    the newest of them, and its version labels."""
+    available: dict[int, _Version]
+    latest: _Version | None
+    labels: dict[str, int]
 
 
 def fingerprint(path: str) -> tuple:
@@ -115,9 +131,11 @@ class ModelManager:
         self._poll = float(file_system_poll_wait_seconds)
         self._settings: dict[str, ModelSettings] = {m.name: m for m in models}
         self._versions: dict[str, dict[int, _Version]] = {}  # every version ever seen, per model
-        # One lock; `_cond` waits on it. The request path takes `_lock` directly (a C-level enter/exit).
+        # One lock for every change; `_cond` waits on it. Requests do not take it (see _checkout).
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
+        self._routes: dict[str, _Routes] = {}
+        self._publish()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._passes_started = self._passes_done = 0
@@ -166,6 +184,7 @@ class ModelManager:
             raise ConfigError("Illegal to list a model multiple times in config list")
         with self._cond:
             self._settings = {m.name: m for m in models}
+            self._publish()
             self._scan_requested = True
         log.info("Model config applied: %s", ", ".join(names))
         self._wake.set()
@@ -200,35 +219,63 @@ class ModelManager:
         """`with manager.acquire("m") as servable:` the servable stays loaded inside the block."""
         return _Lease(self, name, version, label)
 
+    def _checkout(self, name, version, label) -> _Version:
+        """The version a request names, checked out; ServingError when there is none to serve.
+
+        Lock-free: taking the manager's lock on check-out and again on release cost ~7 us a request
+        in a worker between model runs (measured in-process; ~1.6 us in a tight loop of its own),
+        against <1 us this way. The manager publishes `_routes` anew after every state change,
+        with its lock held. A request appends itself to the version's holders, then checks that the
+        version is still AVAILABLE; an unload sets UNLOADING first and only then looks at the
+        holders. With the GIL, one of the two sees the other: either the request sees UNLOADING and
+        lets go, or the unload sees the holder and waits for it (stop(), _reap()).
+        """
+        while True:
+            routes = self._routes
+            entry = routes.get(name)
+            if label is not None:
+                if entry is None or label not in entry.labels:
+                    raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
+                version = entry.labels[label]
+                v = entry.available.get(version)
+                if v is None:
+                    raise ServingError("UNAVAILABLE", f"Version label \"{label}\" of model {name} "
+                                       f"refers to version {version}, which is not available yet")
+            elif version is None:
+                v = entry.latest if entry is not None else None
+                if v is None:
+                    raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
+            else:
+                v = entry.available.get(version) if entry is not None else None
+                if v is None:
+                    raise ServingError("NOT_FOUND",
+                                       f"Servable not found for request: Specific({name}, {version})")
+            v.holders.append(None)
+            if v.state == AVAILABLE:
+                return v
+            # An unload began after `routes` was read: let go, and look again once the manager
+            # has published what is AVAILABLE now (it does so before it lets go of its lock).
+            self._release(v)
+            if self._routes is routes:
+                with self._lock:
+                    pass
+
     def _release(self, v: _Version) -> None:
-        with self._lock:
-            v.refs -= 1
-            if v.refs == 0 and (v.state != AVAILABLE or self._stopping.is_set()):
+        v.holders.pop()
+        if v.state != AVAILABLE or self._stopping.is_set():
+            with self._lock:
                 self._cond.notify_all()  # stop() waits for requests in flight
                 if v.state == UNLOADING:
                     self._wake.set()     # the manager thread unloads it now
 
-    def _checkout(self, name, version, label) -> _Version:
-        with self._lock:
-            if label is not None:
-                version = self._label_version(name, label)
-                v = self._versions.get(name, {}).get(version)
-                if v is None or v.state != AVAILABLE:
-                    raise ServingError("UNAVAILABLE", f"Version label \"{label}\" of model {name} "
-                                       f"refers to version {version}, which is not available yet")
-            else:
-                served = self._versions.get(name, {}) if name in self._settings else {}
-                if version is None:
-                    ready = [n for n, v in served.items() if v.state == AVAILABLE]
-                    if not ready:
-                        raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
-                    version = max(ready)
-                v = served.get(version)
-                if v is None or v.state != AVAILABLE:
-                    raise ServingError("NOT_FOUND",
-                                       f"Servable not found for request: Specific({name}, {version})")
-            v.refs += 1
-            return v
+    def _publish(self) -> None:
+        """Rebuild what requests look versions up in (caller holds the lock)."""
+        routes = {}
+        for name, settings in self._settings.items():
+            available = {n: v for n, v in self._versions.get(name, {}).items() if v.state == AVAILABLE}
+            latest = available[max(available)] if available else None
+            routes[name] = _Routes(available, latest, dict(settings.labels))
+        self._routes = routes
 
     def _label_version(self, name: str, label: str) -> int:
         settings = self._settings.get(name)
@@ -385,10 +432,11 @@ class ModelManager:
         log.info("Unloaded servable version %s %d", v.name, v.version)
 
     def _set(self, v: _Version, state: int) -> None:
-        """Change a state (caller holds the lock) and tell the listener."""
+        """Change a state (caller holds the lock), publish what requests may use, tell the listener."""
         v.state = state
         if state in (START, LOADING):
             v.error = None
+        self._publish()
         if self._on_state is not None:
             try:
                 self._on_state(v.name, v.version, State.State.Name(state), v.error)

@@ -4,6 +4,7 @@ Most tests use a fake loader (fast, fully controlled); the last ones load the re
 """
 import logging
 import shutil
+import sys
 import threading
 import time
 
@@ -137,6 +138,67 @@ def test_request_in_flight_keeps_its_version_until_done(base, make_manager):
         assert int(old.run(None, {})["version"]) == 1
     assert wait_for(lambda: states(m, "m")[1] == "END")
     assert old.unloaded
+
+
+def test_requests_never_get_a_version_while_it_unloads(base, make_manager):
+    # Check-out takes no lock (ModelManager._checkout): requests race the manager's unloads here,
+    # with thread switches forced as often as CPython allows. FakeServable.run fails on an unloaded
+    # servable, so a request handed a version that is being unloaded shows up as a failure.
+    (base / "1").mkdir()
+    loader = FakeLoader()
+    m = make_manager([ModelSettings("m", str(base))], poll=0.005, loader=loader)
+    stop, failures, served_by = threading.Event(), [], []
+
+    def client():
+        while not stop.is_set():
+            try:
+                served_by.append(served(m))
+            except Exception as e:  # noqa: BLE001 - availability first: there is always a version
+                failures.append(repr(e))
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for _ in range(10):               # version 2 comes and goes: each time one of them unloads
+            (base / "2").mkdir()
+            assert wait_for(lambda: states(m, "m") == {2: "AVAILABLE", 1: "END"})
+            shutil.rmtree(base / "2")
+            assert wait_for(lambda: states(m, "m") == {2: "END", 1: "AVAILABLE"})
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        sys.setswitchinterval(switch)
+    assert failures == []
+    assert set(served_by) == {1, 2} and len(served_by) > 100
+    assert sum(s.unloaded for s in loader.loaded) == 20   # every swap unloaded one version
+    assert all(v.refs == 0 for per_model in m._versions.values() for v in per_model.values())
+
+
+def test_a_checkout_that_loses_the_race_with_an_unload_lets_go_and_looks_again(base, make_manager):
+    # The interleaving the lock-free check-out must survive, made to happen: the request has found
+    # version 2 as the latest, and the manager begins to unload it before the request registers.
+    for d in ("1", "2"):
+        (base / d).mkdir()
+    m = make_manager([ModelSettings("m", str(base), policy="all")], poll=0)
+    v1, v2 = m._versions["m"][1], m._versions["m"][2]
+
+    class UnloadFirst(list):
+        def append(self, item):
+            if not hasattr(self, "done"):
+                self.done = True
+                with m._lock:
+                    m._set(v2, State.UNLOADING)  # what _sync_model does when 2 is no longer wanted
+            super().append(item)
+
+    v2.holders = UnloadFirst()
+    with m.acquire("m") as s:
+        assert s.version == 1                 # not the version being unloaded
+        assert (v1.refs, v2.refs) == (1, 0)
+    assert (v1.refs, v2.refs) == (0, 0)
 
 
 def test_loading_happens_off_the_request_path(base, make_manager):
