@@ -49,15 +49,19 @@ def targets(results) -> list[tuple[str, str, str, bool]]:
     return rows
 
 
-def markdown(results, scenarios, *, model_desc, seconds, elapsed, wrk, quick, failures=None, when=None) -> str:
+def markdown(results, scenarios, *, model_desc, seconds, elapsed, wrk, quick, failures=None, when=None,
+             rounds=1) -> str:
     lines = [
         "# Benchmark: naive Flask vs this server vs the in-process upper bound",
         "",
         f"- when: {when or now()}; machine: {os.cpu_count()} CPU(s), "
         f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
         f"- model: {model_desc}; signature `call`",
-        f"- load: `{os.path.basename(wrk)}` over 127.0.0.1, {seconds:g} s per scenario after a 1 s warm-up"
-        f"{' (quick mode)' if quick else ''}; bench wall time {elapsed:.0f} s",
+        f"- load: `{os.path.basename(wrk)}` over 127.0.0.1, "
+        + (f"{rounds} windows of {seconds:g} s per scenario after a 1 s warm-up, the median window shown "
+           "(errors: all windows); each server's upper bound measured right after each of its windows, "
+           "the median shown" if rounds > 1 else f"{seconds:g} s per scenario after a 1 s warm-up")
+        + f"{' (quick mode)' if quick else ''}; bench wall time {elapsed:.0f} s",
         "- errors: non-2xx answers plus socket errors (connect, read, write, timeout); "
         "peak RSS: sum of VmHWM over the server's process tree during the scenario",
         "",

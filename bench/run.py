@@ -12,8 +12,12 @@ Systems, in one run, on one model:
                       the connections allow up to max_batch_size (the calls a batching server makes)
 
 Load: `wrk` (Debian package; installed with apt-get when missing) with bench/post.lua, over
-127.0.0.1 only, each scenario for a fixed number of seconds. Results: a Markdown table and a PNG
-chart in bench/results/ (or --out DIR), and the same table on stdout.
+127.0.0.1 only. Each scenario is measured in a few windows of a fixed number of seconds ("rounds"),
+and the upper bound a server is compared with is measured right after each of that server's
+windows (its process stays up for the whole run): the tables show the median window of each, so
+that a ratio is not two numbers taken minutes apart on a machine whose speed drifts.
+Results: a Markdown table and a PNG chart in bench/results/ (or --out DIR), and the same table on
+stdout.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import pathlib
 import random
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -282,6 +287,8 @@ SYSTEMS = ("naive", "server", "server x2", "server x2+batching", "upper")
 # pools, measured ~100 us -> ~25 us per call): the parallelism comes from concurrent requests and
 # from worker processes. The upper bound loads the model with the same settings.
 INTRA_OP, INTER_OP = 1, -1
+# Seconds per measurement of the upper bound: a tight loop in one process varies little within a run.
+UPPER_SECONDS = 2.0
 
 
 def server_commands(model_path: pathlib.Path, port: int, threads: int) -> dict[str, list[str]]:
@@ -301,7 +308,14 @@ def server_commands(model_path: pathlib.Path, port: int, threads: int) -> dict[s
     }
 
 
-def bench_system(system: str, cmd: list[str], port: int, scenarios, bodies, seconds, wrk, out_dir) -> list[Result]:
+def median_window(windows: list[dict], rate) -> dict:
+    """The window with the median rate (the lower middle one for an even count)."""
+    ranked = sorted(windows, key=rate)
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def bench_system(system: str, cmd: list[str], port: int, scenarios, bodies, seconds, rounds, wrk, out_dir,
+                 upper: "UpperBound | None" = None) -> list[Result]:
     results = []
     with ServerProcess(system, cmd, port, out_dir / f"{system.replace('+', '_')}.log") as server:
         server.start()
@@ -312,14 +326,24 @@ def bench_system(system: str, cmd: list[str], port: int, scenarios, bodies, seco
             check_answer(port, bodies[sc.body], sc.rows)
             run_wrk(wrk, url, bodies[sc.body], sc.connections, 1)         # warm-up, not counted
             reset_peak_rss(server.proc.pid)
-            w = run_wrk(wrk, url, bodies[sc.body], sc.connections, seconds)
-            errs = w["connect"] + w["read"] + w["write"] + w["status"] + w["timeout"]
-            detail = ", ".join(f"{k} {w[k]}" for k in ("status", "connect", "read", "write", "timeout") if w[k])
+            windows = []
+            for _ in range(rounds):
+                windows.append(run_wrk(wrk, url, bodies[sc.body], sc.connections, seconds))
+                if upper is not None and upper.error is None and system in BOUND_GROUP:
+                    try:  # its bound, now, while the server idles
+                        upper.measure(sc, upper_groups(sc)[BOUND_GROUP[system]])
+                    except BenchError:
+                        pass  # reported once, by upper.results()
+            w = median_window(windows, lambda w: w["requests"] / max(w["duration_us"], 1))
+            errs = sum(x[k] for x in windows for k in ("connect", "read", "write", "status", "timeout"))
+            detail = ", ".join(f"{k} {n}" for k in ("status", "connect", "read", "write", "timeout")
+                               if (n := sum(x[k] for x in windows)))
             ok = max(0, w["requests"] - w["status"])
             r = Result(system, sc, requests=ok, seconds=w["duration_us"] / 1e6,
                        p50_ms=w["p50_us"] / 1e3, p99_ms=w["p99_us"] / 1e3, errors=errs, error_detail=detail,
                        peak_rss_mib=peak_rss_mib(server.proc.pid),
-                       extra={"startup_s": server.startup_s})
+                       extra={"startup_s": server.startup_s,
+                              "rounds_rps": [round(x["requests"] / (x["duration_us"] / 1e6), 1) for x in windows]})
             results.append(r)
             print(f"bench: {system:16s} {sc.name:30s} {r.rps:9.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
                   f"p99 {r.p99_ms:7.1f} ms  errors {errs}", flush=True)
@@ -328,37 +352,93 @@ def bench_system(system: str, cmd: list[str], port: int, scenarios, bodies, seco
     return results
 
 
+# Which upper bound each server is compared with (report.BOUND_OF, by name).
+BOUND_GROUP = {"server": "upper bound", "server x2": "upper bound", "server x2+batching": "upper bound, batched"}
+
+
 def upper_groups(sc: Scenario) -> dict[str, int]:
     """Requests per model call for each upper bound: one (no batching), or the batches a batching
     server forms at best: every waiting request (one per connection), at most MAX_BATCH_SIZE rows."""
     return {"upper bound": 1, "upper bound, batched": max(1, min(sc.connections, MAX_BATCH_SIZE // sc.rows))}
 
 
-def bench_upper_bound(model_path, scenarios, bodies, seconds, out_dir) -> list[Result]:
-    plan, seen = [], set()
-    for sc in scenarios:
-        for group in upper_groups(sc).values():
-            if (sc.body, group) not in seen:  # e.g. 100 images: both bounds run one request per call
-                seen.add((sc.body, group))
-                plan.append({"name": f"{sc.body} x{group}", "body": str(bodies[sc.body]), "group": group,
-                             "seconds": seconds})
-    plan_file = out_dir / "upper_plan.json"
-    plan_file.write_text(json.dumps(plan))
-    proc = subprocess.run([sys.executable, "-m", "bench.upper_bound", "--model_base_path", str(model_path),
-                           "--plan", str(plan_file), f"--intra_op={INTRA_OP}", f"--inter_op={INTER_OP}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=len(plan) * (seconds + 30) + 120,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("UPPER_JSON ")), None)
-    if line is None:
-        raise BenchError("upper bound failed:\n" + (proc.stderr or proc.stdout)[-2000:])
-    doc = json.loads(line[len("UPPER_JSON "):])
-    out = []
-    for sc in scenarios:
-        for system, group in upper_groups(sc).items():
-            m = doc["results"][f"{sc.body} x{group}"]
-            out.append(Result(system, sc, requests=m["requests"], seconds=m["seconds"],
-                              extra={"path": doc["path"], "group": group}))
-    return out
+class UpperBound:
+    """bench/upper_bound.py in its own process for the whole run, measuring when asked.
+
+    Every measurement of one (body, requests per call) is kept; the tables show the median one.
+    """
+
+    def __init__(self, model_path: pathlib.Path, bodies: dict, seconds: float, out_dir: pathlib.Path):
+        self.bodies, self.seconds = bodies, seconds
+        self.samples: dict[tuple[str, int], list[dict]] = {}
+        self.error: str | None = None
+        self._log = open(out_dir / "upper_bound.log", "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.upper_bound", "--model_base_path", str(model_path),
+             f"--intra_op={INTRA_OP}", f"--inter_op={INTER_OP}"],
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        self._expect("UPPER_READY", timeout=180)
+
+    def _expect(self, prefix: str, timeout: float) -> str:
+        import selectors
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if not sel.select(max(0.0, deadline - time.monotonic())):
+                    break
+                line = self.proc.stdout.readline()
+                if not line:
+                    break
+                if line.startswith(prefix):
+                    return line[len(prefix):].strip()
+        self.close()
+        tail = (pathlib.Path(self._log.name).read_text(errors="replace"))[-2000:]
+        self.error = f"upper bound gave no {prefix.strip()} line:\n{tail}"
+        raise BenchError(self.error)
+
+    def measure(self, sc: Scenario, group: int) -> dict:
+        if self.error is not None:
+            raise BenchError(self.error)
+        item = {"body": str(self.bodies[sc.body]), "group": group, "seconds": self.seconds}
+        try:
+            self.proc.stdin.write(json.dumps(item) + "\n")
+            self.proc.stdin.flush()
+        except OSError as e:  # the process is gone; _expect below says what it logged
+            print(f"bench: upper bound: {e}", file=sys.stderr, flush=True)
+        m = json.loads(self._expect("UPPER_JSON ", timeout=self.seconds + 120))
+        self.samples.setdefault((sc.body, group), []).append(m)
+        return m
+
+    def results(self, scenarios, rounds: int) -> list[Result]:
+        """One row per scenario and bound: the median of its measurements (taken now if none was)."""
+        out = []
+        for sc in scenarios:
+            for system, group in upper_groups(sc).items():
+                while len(self.samples.get((sc.body, group), [])) < rounds:
+                    self.measure(sc, group)
+                samples = self.samples[(sc.body, group)]
+                m = median_window(samples, lambda m: m["requests_per_s"])
+                out.append(Result(system, sc, requests=m["requests"], seconds=m["seconds"],
+                                  extra={"path": m["path"], "group": group,
+                                         "rounds_rps": [round(x["requests_per_s"], 1) for x in samples]}))
+        return out
+
+    def close(self) -> None:
+        if self._log.closed:
+            return
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
 
 
 def resolve_model(arg: str | None, out_dir: pathlib.Path) -> tuple[pathlib.Path, str]:
@@ -383,7 +463,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke test: two scenarios, 2 s each")
     p.add_argument("--out", default=str(HERE / "results"), help="results directory (default bench/results)")
-    p.add_argument("--seconds", type=float, default=None, help="seconds per scenario (default 5, quick 2)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="seconds per measurement window (default 3, quick 2)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="windows per scenario, the median shown (default 3, quick 1)")
     p.add_argument("--model_base_path", default=None, help="model to serve (default: the MNIST export)")
     p.add_argument("--systems", default=None,
                    help="comma-separated subset of " + ",".join(SYSTEMS) +
@@ -395,7 +478,8 @@ def main(argv=None) -> int:
 
     out_dir = pathlib.Path(args.out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    seconds = args.seconds or (2.0 if args.quick else 5.0)
+    seconds = args.seconds or (2.0 if args.quick else 3.0)
+    rounds = max(1, args.rounds or (1 if args.quick else 3))
     scenarios = QUICK_SCENARIOS if args.quick else SCENARIOS
     systems = (args.systems or ("server,upper" if args.quick else ",".join(SYSTEMS)))
     systems = [s.strip() for s in systems.split(",") if s.strip()]
@@ -413,25 +497,39 @@ def main(argv=None) -> int:
     results: list[Result] = []
     failures: dict[str, str] = {}
     t0 = time.monotonic()
-    for system in SYSTEMS:
-        if system not in systems:
-            continue
+    upper = None
+    if "upper" in systems:
         try:
-            if system == "upper":
-                results += bench_upper_bound(model_path, scenarios, bodies, seconds, out_dir)
-            else:
+            upper = UpperBound(model_path, bodies, UPPER_SECONDS if not args.quick else seconds, out_dir)
+        except BenchError as e:
+            failures["upper"] = str(e)
+            print(f"bench: upper failed: {e}", file=sys.stderr, flush=True)
+    try:
+        for system in SYSTEMS:
+            if system not in systems or system == "upper":
+                continue
+            try:
                 port = free_port()
                 cmd = server_commands(model_path, port, args.rest_api_num_threads)[system]
-                results += bench_system(system, cmd, port, scenarios, bodies, seconds, wrk, out_dir)
-        except BenchError as e:
-            # One system failing (say, a server that does not start) still leaves the others measured.
-            failures[system] = str(e)
-            print(f"bench: {system} failed: {e}", file=sys.stderr, flush=True)
+                results += bench_system(system, cmd, port, scenarios, bodies, seconds, rounds, wrk, out_dir, upper)
+            except BenchError as e:
+                # One system failing (say, a server that does not start) still leaves the others measured.
+                failures[system] = str(e)
+                print(f"bench: {system} failed: {e}", file=sys.stderr, flush=True)
+        if upper is not None:
+            try:
+                results += upper.results(scenarios, rounds)
+            except BenchError as e:
+                failures["upper"] = str(e)
+                print(f"bench: upper failed: {e}", file=sys.stderr, flush=True)
+    finally:
+        if upper is not None:
+            upper.close()
     elapsed = time.monotonic() - t0
 
     from bench.report import write_report
-    md = write_report(results, scenarios, out_dir, model_desc=model_desc, seconds=seconds, elapsed=elapsed,
-                      wrk=wrk, quick=args.quick, failures=failures)
+    md = write_report(results, scenarios, out_dir, model_desc=model_desc, seconds=seconds, rounds=rounds,
+                      elapsed=elapsed, wrk=wrk, quick=args.quick, failures=failures)
     print(md)
     print(f"bench: results in {out_dir / 'results.md'} and {out_dir / 'bench.png'}")
     return 1 if failures else 0

@@ -1,13 +1,15 @@
-"""The in-process upper bound: the benchmark's request bodies parsed, run in the batches the
-server would form, and formatted, in one loop in one process, with no HTTP at all.
+"""The in-process upper bound: the benchmark's request bodies parsed, run in the batches the server
+would form, and formatted, in one loop in one process, with no HTTP at all.
 
-Run by bench/run.py as a subprocess (so that TensorFlow never loads in the harness):
+Run by bench/run.py as a subprocess (so that TensorFlow never loads in the harness), which stays up
+for the whole run and measures on demand, right after each measurement of a server, so that the two
+numbers of a ratio are taken minutes apart at most, not at opposite ends of the run:
 
-    python -m bench.upper_bound --model_base_path ABS --plan plan.json
+    python -m bench.upper_bound --model_base_path ABS
 
-`plan.json` lists scenarios: {"name", "body" (a file), "group" (requests per model call), "seconds"};
+Each line on stdin asks for one measurement, {"body": file, "group": requests per model call,
+"seconds": s}; each answer is one line `UPPER_JSON {...}` (requests/s and which code path it used).
 --intra_op/--inter_op load the model with the servers' TensorFlow thread settings.
-Prints one line `UPPER_JSON {...}` with requests/s per scenario and which code path it used.
 It uses the server's own codec (server.codec) and model runner (server.servable) when they are
 importable, so the bound measures exactly the work a server worker cannot avoid.
 """
@@ -17,6 +19,7 @@ import argparse
 import gc
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -114,25 +117,27 @@ def measure(path, body: bytes, group: int, seconds: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model_base_path", required=True)
-    parser.add_argument("--plan", required=True)
     parser.add_argument("--signature_name", default="call")
     parser.add_argument("--intra_op", type=int, default=0, help="as --tensorflow_intra_op_parallelism")
     parser.add_argument("--inter_op", type=int, default=0, help="as --tensorflow_inter_op_parallelism")
     args = parser.parse_args()
-    with open(args.plan) as f:
-        plan = json.load(f)
     try:
         path = ServerPath(args.model_base_path, args.signature_name, args.intra_op, args.inter_op)
     except ImportError:
         path = PlainPath(args.model_base_path, args.signature_name)
     gc.collect()
     gc.freeze()                          # TensorFlow's objects are never collected: stop scanning them
-    results = {}
-    for item in plan:
-        with open(item["body"], "rb") as f:
-            body = f.read()
-        results[item["name"]] = measure(path, body, item["group"], item["seconds"])
-    print("UPPER_JSON " + json.dumps({"path": path.name, "results": results}), flush=True)
+    print("UPPER_READY", flush=True)
+    bodies: dict[str, bytes] = {}
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        if item["body"] not in bodies:
+            with open(item["body"], "rb") as f:
+                bodies[item["body"]] = f.read()
+        result = measure(path, bodies[item["body"]], item["group"], item["seconds"])
+        print("UPPER_JSON " + json.dumps({"path": path.name, **result}), flush=True)
 
 
 if __name__ == "__main__":
