@@ -59,8 +59,9 @@ def markdown(results, scenarios, *, model_desc, seconds, elapsed, wrk, quick, fa
         f"- model: {model_desc}; signature `call`",
         f"- load: `{os.path.basename(wrk)}` over 127.0.0.1, "
         + (f"{rounds} windows of {seconds:g} s per scenario after a 1 s warm-up, the median window shown "
-           "(errors: all windows); each server's upper bound measured right after each of its windows, "
-           "the median shown" if rounds > 1 else f"{seconds:g} s per scenario after a 1 s warm-up")
+           "(errors: all windows); a window lasts at least 20 mean latencies (at most 30 s, then only one); "
+           "each server's upper bound measured right after each of its windows, the median shown"
+           if rounds > 1 else f"{seconds:g} s per scenario after a 1 s warm-up")
         + f"{' (quick mode)' if quick else ''}; bench wall time {elapsed:.0f} s",
         "- errors: non-2xx answers plus socket errors (connect, read, write, timeout); "
         "peak RSS: sum of VmHWM over the server's process tree during the scenario",

@@ -308,6 +308,18 @@ def server_commands(model_path: pathlib.Path, port: int, threads: int) -> dict[s
     }
 
 
+# wrk counts only the requests that finish inside a window: with slow answers, those still in flight
+# when it closes would make a short window read low. Windows last at least 20 mean latencies (as seen
+# in the warm-up), at most MAX_WINDOW_S; a window lengthened that way is measured once.
+MAX_WINDOW_S = 30.0
+
+
+def window_seconds(warm: dict, seconds: float, connections: int) -> float:
+    if warm["requests"] < 2 * connections:  # the warm-up saw almost nothing finish: very slow answers
+        return max(seconds, MAX_WINDOW_S)
+    return min(max(seconds, MAX_WINDOW_S), max(seconds, 20 * warm["mean_us"] / 1e6))
+
+
 def median_window(windows: list[dict], rate) -> dict:
     """The window with the median rate (the lower middle one for an even count)."""
     ranked = sorted(windows, key=rate)
@@ -324,11 +336,12 @@ def bench_system(system: str, cmd: list[str], port: int, scenarios, bodies, seco
         url = f"http://127.0.0.1:{port}/v1/models/{MODEL_NAME}:predict"
         for sc in scenarios:
             check_answer(port, bodies[sc.body], sc.rows)
-            run_wrk(wrk, url, bodies[sc.body], sc.connections, 1)         # warm-up, not counted
+            warm = run_wrk(wrk, url, bodies[sc.body], sc.connections, 1)  # warm-up, not counted
             reset_peak_rss(server.proc.pid)
+            window = window_seconds(warm, seconds, sc.connections)
             windows = []
-            for _ in range(rounds):
-                windows.append(run_wrk(wrk, url, bodies[sc.body], sc.connections, seconds))
+            for _ in range(rounds if window <= seconds else 1):
+                windows.append(run_wrk(wrk, url, bodies[sc.body], sc.connections, window))
                 if upper is not None and upper.error is None and system in BOUND_GROUP:
                     try:  # its bound, now, while the server idles
                         upper.measure(sc, upper_groups(sc)[BOUND_GROUP[system]])

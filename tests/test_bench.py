@@ -83,3 +83,14 @@ def test_median_window_is_the_middle_one_by_rate():
     assert median_window(windows, lambda w: w["r"]) == {"r": 2.0}
     assert median_window(windows[:2], lambda w: w["r"]) == {"r": 1.0}   # even count: the lower middle
     assert median_window(windows[:1], lambda w: w["r"]) == {"r": 3.0}
+
+
+def test_windows_outlast_slow_answers():
+    from bench.run import MAX_WINDOW_S, window_seconds
+    fast = {"requests": 5000, "mean_us": 2000}
+    slow = {"requests": 20, "mean_us": 400_000}
+    stuck = {"requests": 3, "mean_us": 900_000}
+    assert window_seconds(fast, 3, 32) == 3                   # 20 x 2 ms is shorter than the window
+    assert window_seconds(slow, 3, 8) == pytest.approx(8.0)    # 20 x 0.4 s
+    assert window_seconds(stuck, 3, 8) == MAX_WINDOW_S         # hardly any answer in the warm-up
+    assert window_seconds({"requests": 100, "mean_us": 5e6}, 3, 8) == MAX_WINDOW_S
