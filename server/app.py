@@ -85,12 +85,8 @@ def route(method: str, path: str) -> tuple | None:
     return _route_uncached(method, path)
 
 
-def dispatch(api: ServingAPI, method: str, path: str, body: bytes, found: tuple | None = None) -> bytes:
-    """Route one request; returns the JSON answer or raises ServingError.
-
-    `found` is route(method, path) when the caller has it already."""
-    if found is None:
-        found = route(method, path)
+def dispatch(api: ServingAPI, method: str, path: str, body: bytes, found: tuple | None) -> bytes:
+    """Run what `found` (route(method, path)) names; returns the JSON answer or raises ServingError."""
     if found:
         kind, name, version, label, last = found
         if kind == "predict":
