@@ -62,6 +62,13 @@ class _Routes:
     labels: dict[str, int]
 
 
+def _label_version(entry: _Routes | None, label: str) -> int:
+    """The version a model's label names (`entry`: the model's published _Routes, None if not served)."""
+    if entry is None or label not in entry.labels:
+        raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
+    return entry.labels[label]
+
+
 def fingerprint(path: str) -> tuple:
     """Names, sizes and mtimes of every file under path: changes when the version's files change."""
     items = []
@@ -234,9 +241,7 @@ class ModelManager:
             routes = self._routes
             entry = routes.get(name)
             if label is not None:
-                if entry is None or label not in entry.labels:
-                    raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
-                version = entry.labels[label]
+                version = _label_version(entry, label)
                 v = entry.available.get(version)
                 if v is None:
                     raise ServingError("UNAVAILABLE", f"Version label \"{label}\" of model {name} "
@@ -277,19 +282,13 @@ class ModelManager:
             routes[name] = _Routes(available, latest, dict(settings.labels))
         self._routes = routes
 
-    def _label_version(self, name: str, label: str) -> int:
-        settings = self._settings.get(name)
-        if settings is None or label not in settings.labels:
-            raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
-        return settings.labels[label]
-
     def status(self, name: str, version: int | None = None,
                label: str | None = None) -> get_model_status_pb2.GetModelStatusResponse:
         """GetModelStatusResponse as TF Serving builds it (newest version first)."""
         response = get_model_status_pb2.GetModelStatusResponse()
         with self._cond:
             if label is not None:
-                version = self._label_version(name, label)
+                version = _label_version(self._routes.get(name), label)
             versions = self._versions.get(name, {})
             if version is not None:
                 if version not in versions:
