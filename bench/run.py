@@ -28,7 +28,6 @@ import pathlib
 import random
 import shutil
 import signal
-import statistics
 import socket
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from bench.model import MNIST_EXPORT, ROOT, has_versions
+from bench.report import BOUND_OF
 
 HERE = pathlib.Path(__file__).resolve().parent
 LUA = HERE / "post.lua"
@@ -320,6 +320,11 @@ def window_seconds(warm: dict, seconds: float, connections: int) -> float:
     return min(max(seconds, MAX_WINDOW_S), max(seconds, 20 * warm["mean_us"] / 1e6))
 
 
+def window_rate(w: dict) -> float:
+    """Requests per second of one wrk window."""
+    return w["requests"] / (max(w["duration_us"], 1) / 1e6)
+
+
 def median_window(windows: list[dict], rate) -> dict:
     """The window with the median rate (the lower middle one for an even count)."""
     ranked = sorted(windows, key=rate)
@@ -342,12 +347,12 @@ def bench_system(system: str, cmd: list[str], port: int, scenarios, bodies, seco
             windows = []
             for _ in range(rounds if window <= seconds else 1):
                 windows.append(run_wrk(wrk, url, bodies[sc.body], sc.connections, window))
-                if upper is not None and upper.error is None and system in BOUND_GROUP:
+                if upper is not None and upper.error is None and system in BOUND_OF:
                     try:  # its bound, now, while the server idles
-                        upper.measure(sc, upper_groups(sc)[BOUND_GROUP[system]])
+                        upper.measure(sc, upper_groups(sc)[BOUND_OF[system]])
                     except BenchError:
                         pass  # reported once, by upper.results()
-            w = median_window(windows, lambda w: w["requests"] / max(w["duration_us"], 1))
+            w = median_window(windows, window_rate)
             errs = sum(x[k] for x in windows for k in ("connect", "read", "write", "status", "timeout"))
             detail = ", ".join(f"{k} {n}" for k in ("status", "connect", "read", "write", "timeout")
                                if (n := sum(x[k] for x in windows)))
@@ -356,17 +361,13 @@ def bench_system(system: str, cmd: list[str], port: int, scenarios, bodies, seco
                        p50_ms=w["p50_us"] / 1e3, p99_ms=w["p99_us"] / 1e3, errors=errs, error_detail=detail,
                        peak_rss_mib=peak_rss_mib(server.proc.pid),
                        extra={"startup_s": server.startup_s,
-                              "rounds_rps": [round(x["requests"] / (x["duration_us"] / 1e6), 1) for x in windows]})
+                              "rounds_rps": [round(window_rate(x), 1) for x in windows]})
             results.append(r)
             print(f"bench: {system:16s} {sc.name:30s} {r.rps:9.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
                   f"p99 {r.p99_ms:7.1f} ms  errors {errs}", flush=True)
             if server.proc.poll() is not None:
                 raise BenchError(f"{system} died during '{sc.name}':\n" + server.log_tail())
     return results
-
-
-# Which upper bound each server is compared with (report.BOUND_OF, by name).
-BOUND_GROUP = {"server": "upper bound", "server x2": "upper bound", "server x2+batching": "upper bound, batched"}
 
 
 def upper_groups(sc: Scenario) -> dict[str, int]:
@@ -385,27 +386,35 @@ class UpperBound:
         self.bodies, self.seconds = bodies, seconds
         self.samples: dict[tuple[str, int], list[dict]] = {}
         self.error: str | None = None
+        self._pending = b""  # read from its stdout, not yet a whole line
         self._log = open(out_dir / "upper_bound.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.upper_bound", "--model_base_path", str(model_path),
              f"--intra_op={INTRA_OP}", f"--inter_op={INTER_OP}"],
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
         self._expect("UPPER_READY", timeout=180)
 
     def _expect(self, prefix: str, timeout: float) -> str:
-        import selectors
-        deadline = time.monotonic() + timeout
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            while time.monotonic() < deadline:
-                if not sel.select(max(0.0, deadline - time.monotonic())):
-                    break
-                line = self.proc.stdout.readline()
-                if not line:
-                    break
-                if line.startswith(prefix):
-                    return line[len(prefix):].strip()
+        """The rest of the next stdout line that starts with `prefix`, waiting at most `timeout` s.
+
+        Reads the pipe's bytes itself: a buffered reader could hold a whole line that select()
+        would then never report."""
+        import select
+        fd, deadline = self.proc.stdout.fileno(), time.monotonic() + timeout
+        while True:
+            while b"\n" in self._pending:
+                line, self._pending = self._pending.split(b"\n", 1)
+                text = line.decode(errors="replace")
+                if text.startswith(prefix):
+                    return text[len(prefix):].strip()
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            self._pending += chunk
         self.close()
         tail = (pathlib.Path(self._log.name).read_text(errors="replace"))[-2000:]
         self.error = f"upper bound gave no {prefix.strip()} line:\n{tail}"
@@ -416,7 +425,7 @@ class UpperBound:
             raise BenchError(self.error)
         item = {"body": str(self.bodies[sc.body]), "group": group, "seconds": self.seconds}
         try:
-            self.proc.stdin.write(json.dumps(item) + "\n")
+            self.proc.stdin.write((json.dumps(item) + "\n").encode())
             self.proc.stdin.flush()
         except OSError as e:  # the process is gone; _expect below says what it logged
             print(f"bench: upper bound: {e}", file=sys.stderr, flush=True)

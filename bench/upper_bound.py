@@ -3,7 +3,7 @@ would form, and formatted, in one loop in one process, with no HTTP at all.
 
 Run by bench/run.py as a subprocess (so that TensorFlow never loads in the harness), which stays up
 for the whole run and measures on demand, right after each measurement of a server, so that the two
-numbers of a ratio are taken minutes apart at most, not at opposite ends of the run:
+numbers of a ratio are taken seconds apart, not at opposite ends of the run:
 
     python -m bench.upper_bound --model_base_path ABS
 
