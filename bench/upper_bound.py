@@ -10,8 +10,9 @@ numbers of a ratio are taken seconds apart, not at opposite ends of the run:
 Each line on stdin asks for one measurement, {"body": file, "group": requests per model call,
 "seconds": s}; each answer is one line `UPPER_JSON {...}` (requests/s and which code path it used).
 --intra_op/--inter_op load the model with the servers' TensorFlow thread settings.
-It uses the server's own codec (server.codec) and model runner (server.servable) when they are
-importable, so the bound measures exactly the work a server worker cannot avoid.
+It uses the server's own JSON codec (server.rest), input checks (server.validation) and model runner
+(server.servable) when they are importable, so the bound measures exactly the work a server worker
+cannot avoid.
 """
 from __future__ import annotations
 
@@ -33,32 +34,35 @@ def _latest(base_path: str) -> tuple[int, str]:
 
 
 class ServerPath:
-    """The server's codec and servable: parse_predict/decode_predict -> Servable.run -> encode_predict,
-    the calls handlers.ServingAPI.predict makes."""
-    name = "server.codec + server.servable"
+    """The server's codec, checks and servable: parse_predict/decode_predict -> validate_inputs ->
+    Servable.run -> encode_predict, the calls a REST predict makes (rest/handlers.py, dataplane.py)."""
+    name = "server.rest + server.servable"
 
     def __init__(self, base_path: str, signature_name: str, intra_op: int = 0, inter_op: int = 0):
-        from server import codec, servable
-        self.codec = codec
+        from server import servable, validation
+        from server.rest import predict_request, predict_response
+        self.request, self.response, self.validate = predict_request, predict_response, validation.validate_inputs
         version, path = _latest(base_path)
         self.servable = servable.load_servable("MLP", version, path, intra_op_threads=intra_op,
                                                inter_op_threads=inter_op)
         self.signature = self.servable.get_signature(signature_name)
 
     def decode(self, body: bytes):
-        doc = self.codec.parse_predict(body)
-        return self.codec.decode_predict(doc, self.signature)
+        doc = self.request.parse_predict(body)
+        inputs, columnar = self.request.decode_predict(doc, self.signature)
+        self.validate(inputs, self.signature)
+        return inputs, columnar
 
     def run(self, inputs):
         return self.servable.run(self.signature, inputs)
 
     def encode(self, outputs, columnar) -> bytes:
-        return self.codec.encode_predict(outputs, columnar)
+        return self.response.encode_predict(outputs, columnar)
 
 
 class PlainPath:
-    """Fallback while server.codec is not there: orjson + np.asarray + the loaded signature."""
-    name = "orjson + numpy + tf.saved_model.load (server.codec not available)"
+    """Fallback while server.rest is not there: orjson + np.asarray + the loaded signature."""
+    name = "orjson + numpy + tf.saved_model.load (server.rest not available)"
 
     def __init__(self, base_path: str, signature_name: str):
         import orjson

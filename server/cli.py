@@ -51,7 +51,6 @@ UNSUPPORTED_FLAGS = {
     "thread_pool_factory_config_file": "not supported yet",
     "mixed_precision": "not supported yet",
     "skip_initialize_tpu": "TPUs are not supported",
-    "rest_api_enable_cors_support": "not supported yet",
 }
 
 
@@ -131,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="A MonitoringConfig in protobuf text format; with prometheus_config { enable: true } "
                         "Prometheus metrics are served on the REST port at prometheus_config.path "
                         "(default /monitoring/prometheus/metrics), added up over all workers.")
+    g.add_argument("--rest_api_enable_cors_support", type=_bool, nargs="?", const=True, default=False,
+                   metavar="BOOL",
+                   help="Add TF Serving's CORS headers (Access-Control-Allow-Origin: *) to every REST answer, so "
+                        "that a web page from another origin can call the API (default false).")
     g.add_argument("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True, metavar="BOOL",
                    help="Replay assets.extra/tf_serving_warmup_requests before a version is AVAILABLE (default true).")
     g.add_argument("--saved_model_tags", default="serve", metavar="TAGS",

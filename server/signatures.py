@@ -11,6 +11,8 @@ import numpy as np
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
+DEFAULT_SIGNATURE = "serving_default"  # the signature a request without "signature_name" runs
+
 # DataType enum -> numpy dtype for the types a JSON request can carry.
 # DT_STRING maps to object (Python bytes); DT_HALF/DT_BFLOAT16 are fed as float32 and cast by TF.
 NUMPY_DTYPES = {
@@ -33,6 +35,21 @@ NUMPY_DTYPES = {
 def dtype_name(dtype_enum: int) -> str:
     """'DT_FLOAT' -> 'float', as TF Serving's messages spell types."""
     return types_pb2.DataType.Name(dtype_enum)[3:].lower()
+
+
+def tf_type_name(dtype: np.dtype) -> str:
+    """The TF name ('float', 'int64', 'string') of a numpy dtype; numpy's own name when TF has none here."""
+    if dtype.kind in "OSU":
+        return "string"
+    for enum, np_dtype in NUMPY_DTYPES.items():
+        if np_dtype == dtype and enum != types_pb2.DT_STRING:
+            return dtype_name(enum)
+    return dtype.name
+
+
+def shape_text(dims) -> str:
+    """A shape as TF Serving's messages print it (TensorShape::DebugString): [-1,28,28,1]."""
+    return "[" + ",".join(str(d) for d in dims) + "]"
 
 
 @dataclass(frozen=True)
@@ -60,7 +77,7 @@ class TensorSpec:
         """The declared shape as a person reads it: [-1,28,28,1] or <unknown rank>."""
         if self.shape is None:
             return "<unknown rank>"
-        return "[" + ",".join(str(d) for d in self.shape) + "]"
+        return shape_text(self.shape)
 
     @classmethod
     def from_proto(cls, key: str, info: meta_graph_pb2.TensorInfo) -> "TensorSpec":

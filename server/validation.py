@@ -11,7 +11,7 @@ import numpy as np
 from tensorflow.core.framework import types_pb2
 
 from .errors import invalid_argument
-from .signatures import NUMPY_DTYPES, Signature, TensorSpec, dtype_name
+from .signatures import NUMPY_DTYPES, Signature, TensorSpec, shape_text, tf_type_name
 
 
 def validate_inputs(inputs: dict[str, np.ndarray], signature: Signature) -> None:
@@ -52,7 +52,7 @@ def check_tensor(key: str, value: np.ndarray, spec: TensorSpec) -> None:
     """One input against its TensorSpec: dtype, then rank and every known dimension."""
     arr = np.asarray(value) if not isinstance(value, np.ndarray) else value
     # The names in the messages are built only when there is an error (this runs on every request).
-    got_shape = lambda: "[" + ",".join(str(d) for d in arr.shape) + "]"  # noqa: E731
+    got_shape = lambda: shape_text(arr.shape)  # noqa: E731
     expected = lambda: f"{spec.dtype_name} with shape {spec.shape_text()}"  # noqa: E731
     if not _dtype_ok(arr, spec):
         got_type = array_type_name(arr)
@@ -87,9 +87,4 @@ def _dtype_ok(arr: np.ndarray, spec: TensorSpec) -> bool:
 
 def array_type_name(arr: np.ndarray) -> str:
     """The TF name ('float', 'int64', 'string') of a numpy array's dtype."""
-    if arr.dtype.kind in "OSU":
-        return "string"
-    for enum, np_dtype in NUMPY_DTYPES.items():
-        if np_dtype == arr.dtype and enum != types_pb2.DT_STRING:
-            return dtype_name(enum)
-    return arr.dtype.name
+    return tf_type_name(arr.dtype)

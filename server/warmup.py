@@ -13,15 +13,15 @@ import os
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
-from tensorflow.core.example import example_pb2
 
-from server.errors import ServingError
+from .errors import ServingError
+from .signatures import DEFAULT_SIGNATURE
+from .tf_example import serialize_input
 
 log = logging.getLogger("server.lifecycle")
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_RECORDS = 1000
-DEFAULT_SIGNATURE = "serving_default"
 
 
 def warmup_path(version_path: str) -> str:
@@ -62,20 +62,12 @@ def _records(path: str):
                                         "TFRecord format.") from None
 
 
-def _signature(servable, name: str):
-    name = name or DEFAULT_SIGNATURE
-    if name not in servable.signatures:
-        raise ServingError("INVALID_ARGUMENT",
-                           f"Serving signature name: \"{name}\" not found in signature def")
-    return servable.signatures[name]
-
-
 def _request(servable, entry: prediction_log_pb2.PredictionLog):
     """The (signature, inputs) a PredictionLog asks for."""
     kind = entry.WhichOneof("log_type")
     if kind == "predict_log":
         request = entry.predict_log.request
-        signature = _signature(servable, request.model_spec.signature_name)
+        signature = servable.get_signature(request.model_spec.signature_name or DEFAULT_SIGNATURE)
         inputs = {}
         for key, tensor in request.inputs.items():
             if key not in signature.inputs:
@@ -86,27 +78,11 @@ def _request(servable, entry: prediction_log_pb2.PredictionLog):
         return signature, inputs
     if kind in ("classify_log", "regress_log"):
         request = getattr(entry, kind).request
-        signature = _signature(servable, request.model_spec.signature_name)
+        signature = servable.get_signature(request.model_spec.signature_name or DEFAULT_SIGNATURE)
         if len(signature.inputs) != 1:
             raise ServingError("INVALID_ARGUMENT",
                                f"warm-up {kind}: signature {signature.name} must have exactly "
                                "one input for serialized examples")
         key = next(iter(signature.inputs))
-        return signature, {key: np.array(_serialized_examples(request.input), dtype=object)}
+        return signature, {key: np.array(serialize_input(request.input), dtype=object)}
     raise ServingError("UNIMPLEMENTED", f"Unsupported log_type for warmup: {kind}")
-
-
-def _serialized_examples(input_proto) -> list[bytes]:
-    kind = input_proto.WhichOneof("kind")
-    if kind == "example_list":
-        return [e.SerializeToString() for e in input_proto.example_list.examples]
-    if kind == "example_list_with_context":
-        ctx = input_proto.example_list_with_context.context
-        out = []
-        for e in input_proto.example_list_with_context.examples:
-            merged = example_pb2.Example()
-            merged.CopyFrom(ctx)
-            merged.MergeFrom(e)
-            out.append(merged.SerializeToString())
-        return out
-    raise ServingError("INVALID_ARGUMENT", "warm-up request: Input is empty")

@@ -14,9 +14,10 @@ class Worker:
     """Everything one worker process serves with: started in the worker, stopped at exit."""
 
     def __init__(self, args, settings):
-        from .app import create_app
-        from .handlers import ServingAPI
+        from .dataplane import DataPlane
         from .lifecycle import ModelManager
+        from .rest.app import create_app
+        from .rest.handlers import RestAPI
         from .servable import load_servable
 
         self.batchers = None
@@ -45,9 +46,11 @@ class Worker:
             warmup=warmup,
             on_state=self._on_state,
         )
-        self.api = ServingAPI(self.manager, batcher_for=self.batchers.batcher_for if self.batchers else None)
+        self.dataplane = DataPlane(self.manager, batcher_for=self.batchers.batcher_for if self.batchers else None)
+        self.api = RestAPI(self.dataplane)
         self.app = create_app(self.api, metrics=self.metrics,
-                              metrics_path=prometheus.path if prometheus is not None else None)
+                              metrics_path=prometheus.path if prometheus is not None else None,
+                              cors=args.rest_api_enable_cors_support)
         self.manager.start()
         if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
             self.manager.watch_config_file(args.model_config_file, args.model_config_file_poll_wait_seconds)

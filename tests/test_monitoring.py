@@ -13,9 +13,10 @@ import requests
 from prometheus_client import CollectorRegistry
 
 from server import config, monitoring
-from server.app import create_app
+from server.rest.app import create_app
 from server.config import ConfigError
-from server.handlers import ServingAPI
+from server.dataplane import DataPlane
+from server.rest.handlers import RestAPI
 from server.lifecycle import ModelManager
 from server.servable import load_servable
 
@@ -115,7 +116,7 @@ def manager(testdata):
 
 def test_requests_are_counted_by_model_and_status(manager):
     metrics = monitoring.Metrics(CollectorRegistry())
-    client = create_app(ServingAPI(manager), metrics=metrics, metrics_path=PAGE).test_client()
+    client = create_app(RestAPI(DataPlane(manager)), metrics=metrics, metrics_path=PAGE).test_client()
     for _ in range(3):
         assert client.post("/v1/models/half_plus_two:predict", data=b'{"instances": [1.0]}').status_code == 200
     assert client.post("/v1/models/half_plus_two:predict", data=b"not json").status_code == 400
@@ -134,7 +135,7 @@ def test_requests_are_counted_by_model_and_status(manager):
 
 def test_classify_and_regress_have_their_api_label(manager):
     metrics = monitoring.Metrics(CollectorRegistry())
-    client = create_app(ServingAPI(manager), metrics=metrics, metrics_path=PAGE).test_client()
+    client = create_app(RestAPI(DataPlane(manager)), metrics=metrics, metrics_path=PAGE).test_client()
     client.post("/v1/models/half_plus_two:regress",
                 json={"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]})
     client.post("/v1/models/half_plus_two:classify", json={"examples": [{"x": 1.0}]})
@@ -153,14 +154,14 @@ def test_load_latency_and_available_versions(manager, testdata):
 
 def test_page_path_follows_the_config(manager):
     metrics = monitoring.Metrics(CollectorRegistry())
-    client = create_app(ServingAPI(manager), metrics=metrics, metrics_path="/metrics").test_client()
+    client = create_app(RestAPI(DataPlane(manager)), metrics=metrics, metrics_path="/metrics").test_client()
     assert client.get("/metrics").status_code == 200
     r = client.get(PAGE)
     assert r.status_code == 404 and r.json == {"error": f"Not found: GET {PAGE}"}
 
 
 def test_without_monitoring_the_path_is_an_unknown_path(manager):
-    client = create_app(ServingAPI(manager)).test_client()
+    client = create_app(RestAPI(DataPlane(manager))).test_client()
     r = client.get(PAGE)
     assert r.status_code == 404 and r.content_type == "application/json"
     assert r.json == {"error": f"Not found: GET {PAGE}"}

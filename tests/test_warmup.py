@@ -18,7 +18,7 @@ class Recorder:
 
     def __init__(self, servable):
         self._servable = servable
-        self.path, self.signatures = servable.path, servable.signatures
+        self.path, self.signatures, self.get_signature = servable.path, servable.signatures, servable.get_signature
         self.runs = []
 
     def run(self, signature, inputs):

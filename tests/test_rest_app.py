@@ -9,8 +9,9 @@ import json
 import pytest
 
 from server import config
-from server.app import create_app
-from server.handlers import ServingAPI
+from server.rest.app import create_app
+from server.dataplane import DataPlane
+from server.rest.handlers import RestAPI
 from server.lifecycle import ModelManager
 
 CONFIG = """
@@ -42,7 +43,7 @@ def manager(testdata, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(manager):
-    return create_app(ServingAPI(manager)).test_client()
+    return create_app(RestAPI(DataPlane(manager))).test_client()
 
 
 def post(client, path, doc):
@@ -263,7 +264,7 @@ def test_non_v1_path_is_json_404(client):
 def test_long_paths_are_routed_but_not_memoised(client):
     # Paths are memoised up to app._ROUTE_CACHE_MAX_PATH characters; a longer one is routed afresh
     # (same answers) and never kept, so clients cannot grow the cache with long URLs.
-    from server import app as app_mod
+    from server.rest import app as app_mod
     long_name = "m" * (app_mod._ROUTE_CACHE_MAX_PATH + 1)
     before = app_mod._route_cached.cache_info().currsize
     code, msg = error(client, "POST", f"/v1/models/{long_name}:predict", b'{"instances": [[1.0]]}')
@@ -299,7 +300,7 @@ SHORTCUT_CASES = [
 def test_shortcut_answers_exactly_as_flask_routing(manager, path, body):
     # POSTs skip Flask's request machinery (ServingApp.wsgi_app); the answer must be the same bytes,
     # status line and headers as through Flask's own routing.
-    api = ServingAPI(manager)
+    api = RestAPI(DataPlane(manager))
     fast, routed = create_app(api).test_client(), create_app(api, shortcut=False).test_client()
     a, b = fast.post(path, data=body), routed.post(path, data=body)
     assert (a.status, a.headers.to_wsgi_list(), a.data) == (b.status, b.headers.to_wsgi_list(), b.data)
@@ -308,7 +309,7 @@ def test_shortcut_answers_exactly_as_flask_routing(manager, path, body):
 
 def test_shortcut_leaves_requests_without_a_length_to_flask(manager):
     # A chunked body has no Content-Length: Flask reads it, and the answer is still TF Serving's.
-    app = create_app(ServingAPI(manager))
+    app = create_app(RestAPI(DataPlane(manager)))
     seen = []
     app.before_request(lambda: seen.append("flask"))
     client = app.test_client()
@@ -317,3 +318,46 @@ def test_shortcut_leaves_requests_without_a_length_to_flask(manager):
     assert (r.status_code, json.loads(r.data), seen) == (200, {"predictions": [[2.5]]}, ["flask"])
     r = client.post("/v1/models/half_plus_two:predict", data=b'{"instances": [[1.0]]}')
     assert (r.status_code, seen) == (200, ["flask"])  # with a length: the shortcut, no Flask hook ran
+
+
+# -- CORS (--rest_api_enable_cors_support) ---------------------------------------------------
+
+CORS = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "POST, GET"),
+        ("Access-Control-Allow-Headers", "Content-Type")]
+
+
+def cors_headers(response):
+    return [(k, v) for k, v in response.headers.to_wsgi_list() if k.startswith("Access-Control-")]
+
+
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_cors_headers_on_every_v1_answer(manager, shortcut):
+    client = create_app(RestAPI(DataPlane(manager)), cors=True, shortcut=shortcut).test_client()
+    ok = client.post("/v1/models/half_plus_two:predict", data=b'{"instances": [[1.0]]}')
+    bad = client.post("/v1/models/nope:predict", data=b'{"instances": [[1.0]]}')
+    status = client.get("/v1/models/half_plus_two")
+    for r in (ok, bad, status):
+        assert cors_headers(r) == CORS, (r.status, r.headers)
+        assert r.content_type == "application/json"
+    assert (ok.status_code, bad.status_code, status.status_code) == (200, 404, 200)
+
+
+def test_no_cors_headers_without_the_flag(client):
+    r = client.post("/v1/models/half_plus_two:predict", data=b'{"instances": [[1.0]]}')
+    assert r.status_code == 200 and cors_headers(r) == []
+
+
+def test_preflight_is_answered_as_tf_serving_does(manager, client):
+    # TF Serving answers OPTIONS under /v1/ itself: 200 with no body when the request names an
+    # http(s) Origin, else 400 FAILED_PRECONDITION, also with no body; CORS headers only with the flag.
+    cors = create_app(RestAPI(DataPlane(manager)), cors=True).test_client()
+    path = "/v1/models/half_plus_two:predict"
+    r = cors.options(path, headers={"Origin": "http://127.0.0.1:8000",
+                                    "Access-Control-Request-Method": "POST"})
+    assert (r.status_code, r.data, cors_headers(r)) == (200, b"", CORS)
+    assert "Content-Type" not in r.headers
+    r = cors.options(path)
+    assert (r.status_code, r.data, cors_headers(r)) == (400, b"", CORS)
+    r = client.options(path, headers={"Origin": "https://example.org"})
+    assert (r.status_code, r.data, cors_headers(r)) == (200, b"", [])
+    assert client.options("/healthz").status_code == 404

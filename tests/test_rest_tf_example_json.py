@@ -1,20 +1,18 @@
-"""server/examples.py: classify/regress requests and results as TF Serving builds and writes them."""
+"""server/rest/tf_example_json.py: classify/regress requests and results as TF Serving reads and writes them."""
 import json
 import math
 
 import numpy as np
 import pytest
 from tensorflow.core.example import example_pb2
-from tensorflow.core.protobuf import meta_graph_pb2
 
-from server import codec, examples
+from server.rest import predict_request, tf_example_json
 from server.errors import ServingError
-from server.signatures import Signature
 
 
 def decode(body: str) -> list:
     out = []
-    for s in examples.decode_examples(codec.parse_json(body.encode())):
+    for s in tf_example_json.decode_examples(predict_request.parse_json(body.encode())):
         ex = example_pb2.Example()
         ex.ParseFromString(s)
         out.append(ex)
@@ -48,8 +46,8 @@ def test_context_is_serialized_before_each_example():
             '{"names": ["foo", "bar"], "ratings": [8.0, 9.0, NaN, Infinity], "age": 20},'
             '{"names": ["baz", {"b64": "aGVsbG8="}], "ratings": 6.0, "intboolmix": [1, true, false]},'
             '{"names": "bar", "ratings": -Infinity, "query": "override"}]}')
-    doc = codec.parse_json(body.encode())
-    serialized = examples.decode_examples(doc)
+    doc = predict_request.parse_json(body.encode())
+    serialized = tf_example_json.decode_examples(doc)
     context = example_pb2.Example()
     context.features.feature["query"].bytes_list.value.append(b"pizza")
     context.features.feature["location"].bytes_list.value.append(b"sfo")
@@ -90,12 +88,12 @@ def test_empty_list_gives_an_empty_feature():
                               "key 'examples' is expected and was not found"),
 ])
 def test_request_errors(body, message):
-    e = error(examples.decode_examples, codec.parse_json(body.encode()))
+    e = error(tf_example_json.decode_examples, predict_request.parse_json(body.encode()))
     assert (e.code, e.message) == ("INVALID_ARGUMENT", message)
 
 
 def test_signature_name_must_be_a_string():
-    e = error(codec.get_signature_name, codec.parse_json(b'{"signature_name": ["hello"], "examples": [{"a": 1}]}'))
+    e = error(predict_request.get_signature_name, predict_request.parse_json(b'{"signature_name": ["hello"], "examples": [{"a": 1}]}'))
     assert "'signature_name' key must be a string" in e.message
 
 
@@ -103,66 +101,21 @@ def test_signature_name_must_be_a_string():
 
 def test_fixture_answers_encode_exactly():
     # README: classify_x_to_y with x = 20.0 -> {"results": [[["", 12.0]]]}; regress x = 80.0 -> {"results": [42.0]}
-    assert examples.encode_classify({"scores": np.array([[12.0]], np.float32)}) == (
+    assert tf_example_json.encode_classify({"scores": np.array([[12.0]], np.float32)}) == (
         b'{\n    "results": [[["", 12.0]]\n    ]\n}')
-    assert examples.encode_regress({"outputs": np.array([[42.0]], np.float32)}) == b'{\n    "results": [42.0]\n}'
+    assert tf_example_json.encode_regress({"outputs": np.array([[42.0]], np.float32)}) == b'{\n    "results": [42.0]\n}'
 
 
 def test_classification_result_labels_and_scores():
-    out = examples.encode_classify({
+    out = tf_example_json.encode_classify({
         "classes": np.array([[b"car", b"bike", b"bus"], [b"car", b"bike", b"bus"]], dtype=object),
         "scores": np.array([[0.2, 0.7, 0.1], [0.7, 0.1, 0.2]], np.float32)})
     assert out == (b'{\n    "results": [[["car", 0.2], ["bike", 0.7], ["bus", 0.1]], '
                    b'[["car", 0.7], ["bike", 0.1], ["bus", 0.2]]\n    ]\n}')
-    only_classes = examples.encode_classify({"classes": np.array([[b"a", b"b"]], dtype=object)}, 1)
+    only_classes = tf_example_json.encode_classify({"classes": np.array([[b"a", b"b"]], dtype=object)}, 1)
     assert json.loads(only_classes) == {"results": [[["a", 0.0], ["b", 0.0]]]}
 
 
 def test_regression_with_non_finite_values():
-    out = examples.encode_regress({"outputs": np.array([0.2, np.inf, 1.0, -np.inf, np.nan], np.float32)})
+    out = tf_example_json.encode_regress({"outputs": np.array([0.2, np.inf, 1.0, -np.inf, np.nan], np.float32)})
     assert out == b'{\n    "results": [0.2, Infinity, 1.0, -Infinity, NaN]\n}'
-
-
-@pytest.mark.parametrize("outputs,n,message", [
-    ({"scores": np.zeros(2, np.float32)}, 2, "Expected Tensor shape: [batch_size num_classes] but got [2]"),
-    ({"scores": np.zeros((2, 1))}, 2, "Expected scores Tensor of DT_FLOAT. Got: DT_DOUBLE"),
-    ({"classes": np.zeros((2, 1), np.float32)}, 2, "Expected classes Tensor of DT_STRING. Got: DT_FLOAT"),
-    ({"scores": np.zeros((3, 1), np.float32)}, 2, "Expected scores output batch size of 2. Got: 3"),
-    ({"scores": np.zeros((2, 3), np.float32), "classes": np.array([[b"a"], [b"b"]], object)}, 2,
-     "Tensors class and score should match in dim_size(1). Got 1 vs. 3"),
-])
-def test_classification_output_checks(outputs, n, message):
-    assert error(examples.check_outputs, outputs, n, "classification").message == message
-
-
-@pytest.mark.parametrize("arr,n,message", [
-    (np.zeros((2, 3), np.float32), 2,
-     "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got [2,3]"),
-    (np.zeros(3, np.float32), 2, "Input batch size did not match output batch size: 2 vs. 3"),
-    (np.zeros(2, np.float64), 2, "Expected output Tensor of DT_FLOAT.  Got: DT_DOUBLE"),
-])
-def test_regression_output_checks(arr, n, message):
-    assert error(examples.check_outputs, {"outputs": arr}, n, "regression").message == message
-
-
-def _sig(method, inputs, outputs):
-    proto = meta_graph_pb2.SignatureDef(method_name=method)
-    for k in inputs:
-        proto.inputs[k].name = k + ":0"
-    for k in outputs:
-        proto.outputs[k].name = k + ":0"
-    return Signature.from_proto("s", proto)
-
-
-def test_signature_checks():
-    assert examples.check_classify_signature(
-        _sig(examples.CLASSIFY_METHOD, ["inputs"], ["scores"])) == ("inputs", ["scores"])
-    assert examples.check_regress_signature(
-        _sig(examples.REGRESS_METHOD, ["inputs"], ["outputs"])) == ("inputs", ["outputs"])
-    e = error(examples.check_classify_signature, _sig(examples.REGRESS_METHOD, ["inputs"], ["outputs"]))
-    assert e.message == ("Expected classification signature method_name to be tensorflow/serving/classify. "
-                         "Was: tensorflow/serving/regress")
-    e = error(examples.check_classify_signature, _sig(examples.CLASSIFY_METHOD, ["inputs"], ["other"]))
-    assert e.code == "FAILED_PRECONDITION" and 'at least one of "classes" or "scores"' in e.message
-    assert error(examples.check_regress_signature,
-                 _sig(examples.REGRESS_METHOD, ["a", "b"], ["outputs"])).message == "Expected one input Tensor."

@@ -1,8 +1,9 @@
-"""The numeric fast path of server/codec.py (parse_predict + decode_predict, server/fastjson.py).
+"""The numeric fast path of server/rest/predict_request.py (parse_predict + decode_predict, rest/fastjson.py).
 
-Two promises: common numeric bodies take the fast path (observed through codec.predict_decodes, never
-through timing), and every body gets exactly the arrays or the error the ordinary path
-(parse_json + decode_predict) gives.
+Two promises: common numeric bodies take the fast path (observed by watching the held array being
+used, never through timing), and every body gets exactly the arrays or the error the ordinary path
+(parse_json + decode_predict) gives. The core validates the arrays afterwards (validation.py); the
+outcomes here include that step, as every request takes it.
 """
 import json
 
@@ -12,7 +13,8 @@ import pytest
 from tensorflow.core.framework import types_pb2
 
 from .sigs import make_signature
-from server import codec, fastjson
+from server.rest import predict_request
+from server.validation import validate_inputs
 from server.errors import ServingError
 
 F, D, H, I32, I64, S, B = (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF, types_pb2.DT_INT32,
@@ -31,7 +33,8 @@ ANY_FLOAT = make_sig({"x": (F, None)})
 def outcome(parse, body, sig):
     """What a predict body decodes to: arrays compared bit for bit (dtype, shape, bytes), or the error."""
     try:
-        inputs, columnar = codec.decode_predict(parse(body), sig)
+        inputs, columnar = predict_request.decode_predict(parse(body), sig)
+        validate_inputs(inputs, sig)
     except ServingError as e:
         return ("error", e.code, e.message)
     return ("ok", columnar, {k: (v.dtype.str, v.shape, v.tobytes() if v.dtype != object else v.tolist())
@@ -42,10 +45,20 @@ def fast_and_normal(body, sig):
     """(fast path taken?, its outcome, the ordinary path's outcome)."""
     if isinstance(body, str):
         body = body.encode()
-    before = codec.predict_decodes["fast"]
-    got = outcome(codec.parse_predict, body, sig)
-    taken = codec.predict_decodes["fast"] > before
-    return taken, got, outcome(codec.parse_json, body, sig)
+    used = []
+    held_array = predict_request._held_array
+
+    def watched(*args):
+        array = held_array(*args)
+        used.append(array is not None)
+        return array
+
+    predict_request._held_array = watched
+    try:
+        got = outcome(predict_request.parse_predict, body, sig)
+    finally:
+        predict_request._held_array = held_array
+    return any(used), got, outcome(predict_request.parse_json, body, sig)
 
 
 def mnist_images(n, seed=0):
@@ -97,9 +110,9 @@ def test_validation_errors_are_the_same_on_the_fast_path():
 def test_mnist_arrays_round_trip():
     images = mnist_images(100, seed=1)
     for key, columnar in (("instances", False), ("inputs", True)):
-        doc = codec.parse_predict(orjson.dumps({"signature_name": "call", key: images.tolist()}))
-        assert codec.get_signature_name(doc) == "call"
-        inputs, col = codec.decode_predict(doc, MNIST)
+        doc = predict_request.parse_predict(orjson.dumps({"signature_name": "call", key: images.tolist()}))
+        assert predict_request.get_signature_name(doc) == "call"
+        inputs, col = predict_request.decode_predict(doc, MNIST)
         assert col is columnar
         assert inputs["inputs"].dtype == np.float32 and inputs["inputs"].shape == (100, 28, 28, 1)
         np.testing.assert_array_equal(inputs["inputs"], images)
@@ -234,9 +247,9 @@ def test_fallback_messages_are_tf_servings():
                                   b'{"instances": [[1]]]}', b'{"a": 1} {"instances": [1]}'])
 def test_parse_errors_are_parse_jsons(body):
     with pytest.raises(ServingError) as want:
-        codec.parse_json(body)
+        predict_request.parse_json(body)
     with pytest.raises(ServingError) as got:
-        codec.parse_predict(body)
+        predict_request.parse_predict(body)
     assert (got.value.code, got.value.message) == (want.value.code, want.value.message)
 
 
@@ -244,9 +257,9 @@ def test_parse_errors_are_parse_jsons(body):
                                   b'{"instances": [[1.0, 2.0]], "signature_name": null}'])
 def test_signature_name_errors_print_the_whole_request(body):
     with pytest.raises(ServingError) as want:
-        codec.get_signature_name(codec.parse_json(body))
+        predict_request.get_signature_name(predict_request.parse_json(body))
     with pytest.raises(ServingError) as got:
-        codec.get_signature_name(codec.parse_predict(body))
+        predict_request.get_signature_name(predict_request.parse_predict(body))
     assert got.value.message == want.value.message and "1.0" in got.value.message
 
 
@@ -254,40 +267,11 @@ def test_signature_name_errors_print_the_whole_request(body):
 
 def test_predict_doc_holds_the_tensor_and_gives_the_full_doc():
     body = b'{"instances": [[1, 2.5]], "signature_name": "call", "note": true}'
-    doc = codec.parse_predict(body)
-    assert isinstance(doc.held, codec.HeldTensor) and doc.held.shape == (1, 2)
+    doc = predict_request.parse_predict(body)
+    assert isinstance(doc.held, predict_request.HeldTensor) and doc.held.shape == (1, 2)
     assert doc.held.values == [1, 2.5] and doc["instances"] is doc.held
     full = doc.full()
-    assert full == codec.parse_json(body) and list(full) == ["instances", "signature_name", "note"]
+    assert full == predict_request.parse_json(body) and list(full) == ["instances", "signature_name", "note"]
     assert full.may_have_bools is True
-    plain = codec.parse_predict(b'{"instances": ["a"]}')
+    plain = predict_request.parse_predict(b'{"instances": ["a"]}')
     assert plain.held is None and plain.full() == {"instances": ["a"]}
-
-
-@pytest.mark.parametrize("text,expected", [
-    (b"[1]", ([1], (1,))),
-    (b"[[1, 2.5], [-3e2, 0]]", ([1, 2.5, -300.0, 0], (2, 2))),
-    (b"[ [ [ 1 ] ] ,\n [ [ 2 ] ] ]", ([1, 2], (2, 1, 1))),
-    (b"[[1,2,3]]", ([1, 2, 3], (1, 3))),
-    (b"[]", None), (b"[[]]", None), (b"[[1],[]]", None), (b"[[1,2],[3]]", None), (b"[1,[2]]", None),
-    (b"[1[2]]", None), (b"[[1]2]", None), (b"[[1],1[]]", None), (b"[[1]]2", None), (b"[1 2]", None),
-    (b'[1,"2"]', None), (b"[NaN]", None), (b"[1]]", None), (b"[[1]", None), (b"1", None), (b"", None),
-])
-def test_read_array(text, expected):
-    assert fastjson.read_array(text) == expected
-
-
-def test_regular_skeleton():
-    assert fastjson.regular_skeleton((2, 2)) == b"[[,],[,]]"
-    assert fastjson.regular_skeleton((3,)) == b"[,,]"
-    assert fastjson.regular_skeleton((1, 2, 1)) == b"[[[],[]]]"
-
-
-def test_find_array():
-    body = b'{"signature_name": "instances", "instances" : [[1, 2]] , "x": 1}'
-    start, end = fastjson.find_array(body, b"instances")
-    assert body[start:end] == b"[[1, 2]]"
-    assert fastjson.find_array(b'{"instances": 5}', b"instances") is None
-    assert fastjson.find_array(b'{"inputs": [1]}', b"instances") is None
-    start, end = fastjson.find_array(b'{"inputs": [1,\n2]\n}', b"inputs")
-    assert (start, end) == (11, 17)

@@ -1,4 +1,4 @@
-"""server/codec.py: TF Serving's JSON rules for predict, with exact texts and messages.
+"""server/rest/predict_request.py: TF Serving's JSON rules for predict requests, with exact messages.
 
 Many cases are TF Serving's own util/json_tensor_test.cc cases, reproduced on numpy arrays.
 """
@@ -9,7 +9,8 @@ import pytest
 from tensorflow.core.framework import types_pb2
 
 from .sigs import make_signature
-from server import codec
+from server.rest import predict_request
+from server.validation import validate_inputs
 from server.errors import ServingError
 
 F, D, I32, I64, S, B = (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_INT32, types_pb2.DT_INT64,
@@ -22,8 +23,8 @@ def make_sig(inputs, outputs=None, name="serving_default"):
 
 
 def decode(body, sig):
-    doc = codec.parse_json(body.encode() if isinstance(body, str) else body)
-    return codec.decode_predict(doc, sig)
+    doc = predict_request.parse_json(body.encode() if isinstance(body, str) else body)
+    return predict_request.decode_predict(doc, sig)
 
 
 def error(fn, *args):
@@ -53,23 +54,23 @@ def error(fn, *args):
     (b'{"a": nul}', "JSON Parse error: Invalid value. at offset: 9"),
 ])
 def test_parse_errors_are_rapidjsons(body, message):
-    e = error(codec.parse_json, body)
+    e = error(predict_request.parse_json, body)
     assert (e.code, e.message, e.http_status) == ("INVALID_ARGUMENT", message, 400)
 
 
 def test_top_level_must_be_an_object():
-    assert error(codec.parse_json, b"[1, 2]").message == "JSON Value: [\n    1,\n    2\n] Is not object"
-    assert error(codec.parse_json, b"1.5").message == "JSON Value: 1.5 Is not object"
+    assert error(predict_request.parse_json, b"[1, 2]").message == "JSON Value: [\n    1,\n    2\n] Is not object"
+    assert error(predict_request.parse_json, b"1.5").message == "JSON Value: 1.5 Is not object"
 
 
 def test_nan_infinity_tokens_and_huge_numbers():
-    a = codec.parse_json(b'{"a": [NaN, Infinity, -Infinity, 1e400, -1e400]}')["a"]
+    a = predict_request.parse_json(b'{"a": [NaN, Infinity, -Infinity, 1e400, -1e400]}')["a"]
     assert math.isnan(a[0]) and a[1:] == [math.inf, -math.inf, math.inf, -math.inf]
     # rapidjson's other spellings are read too (by the rapidjson-grammar reader) ...
-    b = codec.parse_json(b'{"b": [Inf, -NaN, -Inf]}')["b"]
+    b = predict_request.parse_json(b'{"b": [Inf, -NaN, -Inf]}')["b"]
     assert b[0] == math.inf and math.isnan(b[1]) and b[2] == -math.inf
     # ... which, like rapidjson, refuses an exponent beyond double range
-    assert error(codec.parse_json, b'{"b": [Inf, 1e400]}').message == (
+    assert error(predict_request.parse_json, b'{"b": [Inf, 1e400]}').message == (
         "JSON Parse error: Number too big to be stored in double. at offset: 12")
 
 
@@ -80,10 +81,10 @@ def test_invalid_utf8_in_strings_is_kept_byte_for_byte():
 
 
 def test_signature_name():
-    assert codec.get_signature_name(codec.parse_json(b'{"instances": [1]}')) == "serving_default"
-    assert codec.get_signature_name(codec.parse_json(b'{"signature_name": "", "instances": [1]}')) == "serving_default"
-    assert codec.get_signature_name(codec.parse_json(b'{"signature_name": "predict_images"}')) == "predict_images"
-    e = error(codec.get_signature_name, codec.parse_json(b'{"signature_name": 5, "instances": [1]}'))
+    assert predict_request.get_signature_name(predict_request.parse_json(b'{"instances": [1]}')) == "serving_default"
+    assert predict_request.get_signature_name(predict_request.parse_json(b'{"signature_name": "", "instances": [1]}')) == "serving_default"
+    assert predict_request.get_signature_name(predict_request.parse_json(b'{"signature_name": "predict_images"}')) == "predict_images"
+    e = error(predict_request.get_signature_name, predict_request.parse_json(b'{"signature_name": 5, "instances": [1]}'))
     assert e.message == ('JSON Value: {\n    "signature_name": 5,\n    "instances": [\n        1\n    ]\n}'
                          " not formatted correctly. 'signature_name' key must be a string value.")
 
@@ -247,8 +248,10 @@ def test_unsupported_input_type_is_unimplemented():
 
 
 def test_validation_runs_after_decoding():
+    # The codec only converts; the core (dataplane.py) then checks the arrays against the signature.
     sig = make_sig({"x": (F, [-1, 2])})
-    e = error(decode, '{"instances": [[1.0, 2.0, 3.0]]}', sig)
+    inputs, _ = decode('{"instances": [[1.0, 2.0, 3.0]]}', sig)
+    e = error(validate_inputs, inputs, sig)
     assert "Input 'x'" in e.message and "Expecting shape [-1,2] but got: [1,3]" in e.message
 
 
@@ -259,119 +262,3 @@ def test_fast_and_exact_paths_agree():
     exact, _ = decode('{"instances": [[1, 2.5, 3], [4, 5, 6e-3]], "x": NaN}', sig)
     np.testing.assert_array_equal(fast["x"], exact["x"])
     assert fast["x"].dtype == exact["x"].dtype == np.float32
-
-
-# ------------------------------------------------------------------ encoding
-
-def test_fixture_answer_row_format_bytes():
-    out = codec.encode_predict({"y": np.array([[2.5, 3.0], [3.5, 4.0]], np.float32)}, columnar=False)
-    assert out == b'{\n    "predictions": [[2.5, 3.0], [3.5, 4.0]\n    ]\n}'
-    out = codec.encode_predict({"y": np.array([2.5, 3.0, 4.5], np.float32)}, columnar=False)
-    assert out == b'{\n    "predictions": [2.5, 3.0, 4.5\n    ]\n}'
-
-
-def test_columnar_layout():
-    out = codec.encode_predict({"y": np.array([[1, 2], [3, 4]], np.int32)}, columnar=True)
-    assert out == (b'{\n    "outputs": [\n        [\n            1,\n            2\n        ],\n'
-                   b'        [\n            3,\n            4\n        ]\n    ]\n}')
-    out = codec.encode_predict({"b": np.array([True, False]), "a": np.array(3.0, np.float64)}, columnar=True)
-    assert out == (b'{\n    "outputs": {\n        "a": 3.0,\n        "b": [\n            true,\n'
-                   b'            false\n        ]\n    }\n}')
-
-
-def test_several_outputs_row_layout_sorted_keys():
-    out = codec.encode_predict({"z": np.array([1, 2], np.int64), "a": np.array([[1.5], [2.0]], np.float32)},
-                               columnar=False)
-    assert out == (b'{\n    "predictions": [\n        {\n            "a": [1.5],\n            "z": 1\n'
-                   b'        },\n        {\n            "a": [2.0],\n            "z": 2\n        }\n    ]\n}')
-
-
-def test_bytes_outputs_as_b64_and_strings_as_text():
-    t = np.array([[b"hello", b"world"], [b"tf", b"serving"]], dtype=object)
-    out = codec.encode_predict({"str_tensor_bytes": t}, columnar=False)
-    assert out == (b'{\n    "predictions": [[{\n                "b64": "aGVsbG8="\n            }, {\n'
-                   b'                "b64": "d29ybGQ="\n            }], [{\n                "b64": "dGY="\n'
-                   b'            }, {\n                "b64": "c2VydmluZw=="\n            }]\n    ]\n}')
-    out = codec.encode_predict({"s": np.array([b'a"b\\c\n\x01', "caf\u00e9".encode()], dtype=object)}, False)
-    assert out == b'{\n    "predictions": ["a\\"b\\\\c\\n\\u0001", "caf\xc3\xa9"\n    ]\n}'
-    # bytes that are not UTF-8 are written raw, as rapidjson writes them
-    assert codec.encode_predict({"s": np.array([b"\xff"], dtype=object)}, False) == (
-        b'{\n    "predictions": ["\xff"\n    ]\n}')
-
-
-@pytest.mark.parametrize("value,text", [
-    (9000000, "9e+06"), (999999, "999999.0"), (0.5, "0.5"), (0.0003, "0.0003"), (0.00003, "3e-05"),
-    (555557.5, "555557.5"), (3, "3.0"), (0.2, "0.2"), (1 / 3, "0.333333343"), (16777216, "16777216.0"),
-    (-0.0, "-0.0"), (math.nan, "NaN"), (math.inf, "Infinity"), (-math.inf, "-Infinity"),
-])
-def test_float32_formatting(value, text):
-    out = codec.encode_predict({"y": np.array([value], np.float32)}, columnar=False)
-    assert out == b'{\n    "predictions": [' + text.encode() + b"\n    ]\n}"
-
-
-def test_float64_formatting():
-    vals = np.array([0.1, 1 / 3, 2.0, 1e300], np.float64)
-    out = codec.encode_predict({"y": vals}, columnar=False)
-    assert out == b'{\n    "predictions": [0.1, 0.33333333333333331, 2.0, 1e+300\n    ]\n}'
-
-
-def test_encode_errors_and_empty_batch():
-    assert error(codec.encode_predict, {}, False).message == "Cannot convert empty tensor map to JSON"
-    assert error(codec.encode_predict, {"t": np.array(1)}, False).message == "Tensor name: t has no shape information "
-    e = error(codec.encode_predict, {"a": np.zeros((2, 3)), "b": np.zeros((1, 3))}, False)
-    assert e.message == "Tensor name: b has inconsistent batch size: 1 expecting: 2"
-    assert codec.encode_predict({"a": np.zeros((0, 2), np.int32)}, False) == b'{\n    "predictions": []\n}'
-    assert codec.encode_predict({"a": np.zeros((0, 2)), "b": np.zeros((0, 3, 4))}, False) == (
-        b'{\n    "predictions": []\n}')
-    e = error(codec.encode_predict, {"c": np.array([1 + 2j], np.complex64)}, True)
-    assert e.message == "Failed to write JSON value for tensor type: complex64"
-
-
-def test_json_tensor_test_multiple_named_outputs_parse_back():
-    import json
-    tensors = {
-        "int_tensor": np.array([[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 0], [1, 2]]], np.int32),
-        "str_tensor": np.array([[b"foo", b"bar"], [b"baz", b"bat"]], dtype=object),
-        "float_tensor": np.array([[1.0], [2.0]], np.float32),
-        "double_scalar_tensor": np.array([8.0, 9.0]),
-        "str_tensor_bytes": np.array([[b"hello", b"world"], [b"tf", b"serving"]], dtype=object),
-    }
-    rows = json.loads(codec.encode_predict(tensors, False))
-    assert rows == {"predictions": [
-        {"double_scalar_tensor": 8.0, "float_tensor": [1.0], "int_tensor": [[1, 2], [3, 4], [5, 6]],
-         "str_tensor": ["foo", "bar"], "str_tensor_bytes": [{"b64": "aGVsbG8="}, {"b64": "d29ybGQ="}]},
-        {"double_scalar_tensor": 9.0, "float_tensor": [2.0], "int_tensor": [[7, 8], [9, 0], [1, 2]],
-         "str_tensor": ["baz", "bat"], "str_tensor_bytes": [{"b64": "dGY="}, {"b64": "c2VydmluZw=="}]}]}
-    cols = json.loads(codec.encode_predict(tensors, True))
-    assert cols["outputs"]["str_tensor_bytes"] == [[{"b64": "aGVsbG8="}, {"b64": "d29ybGQ="}],
-                                                   [{"b64": "dGY="}, {"b64": "c2VydmluZw=="}]]
-    assert cols["outputs"]["double_scalar_tensor"] == [8.0, 9.0]
-
-
-def test_round_trip_random_float32_reads_back_exactly():
-    a = np.random.default_rng(0).standard_normal((50, 10)).astype(np.float32) * 1e3
-    import json
-    back = np.array(json.loads(codec.encode_predict({"y": a}, False))["predictions"], np.float32)
-    np.testing.assert_array_equal(back, a)
-
-
-@pytest.mark.parametrize("single", [True, False])
-def test_short_and_long_float_lists_are_written_alike(single):
-    # Short outputs are written value by value, long ones vectorised: the texts must be the same.
-    dt = np.float32 if single else np.float64
-    rng = np.random.default_rng(7)
-    specials = [0.0, -0.0, 1.0, -1.0, 2.5, 0.1, 1 / 3, 1e10, 1e-10, 1e16, 1e17, 100000.0, 1000000.0,
-                16777217.0, 123456789.0, 3.4028235e38, -3.4028235e38, 1e-45, 1.17549435e-38, 5e-324,
-                1.7976931348623157e308, math.nan, math.inf, -math.inf]
-    bits = rng.integers(0, 2**32 if single else 2**63, 3000, dtype=np.uint64)
-    with np.errstate(over="ignore"):  # float64's largest values become inf in float32, as intended
-        tiled = np.tile(np.array(specials).astype(dt), 4)
-    arrays = [tiled, rng.standard_normal(500).astype(dt) * 1e6,
-              rng.integers(-1000, 1000, 500).astype(dt), bits.astype(np.uint32 if single else np.uint64).view(dt)]
-    for a in arrays:
-        with np.errstate(all="ignore"):
-            looped = codec._float_texts_looped(a.tolist(), single)
-        assert len(a) > codec._SMALL_FLOATS  # so float_texts itself takes the vectorised way
-        assert codec.float_texts(a, single) == looped
-        short = a[:codec._SMALL_FLOATS]
-        assert codec.float_texts(short, single) == looped[:codec._SMALL_FLOATS]

@@ -10,7 +10,7 @@ caller runs the ordinary parser, which gives TF Serving's exact answer or error.
 - `find_array(body, key)`: where the array value of a top-level `"key"` member seems to be;
 - `read_array(text)`: (flat list of numbers, shape) for a dense nested numeric array, else None.
 
-Pure functions on bytes; server/codec.py decides when the result may be used (dtype, range).
+Pure functions on bytes; rest/predict_request.py decides when the result may be used (dtype, range).
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def find_array(body: bytes, key: bytes) -> tuple[int, int] | None:
 
     Only a guess from the bytes: the text after `"key"`, whitespace and ':' must start with '['; it
     runs to the next '"' or '}' (neither can occur inside a numeric array), less trailing whitespace
-    and commas. The caller must check that this really is the top-level member (codec.parse_predict
+    and commas. The caller must check that this really is the top-level member (predict_request.parse_predict
     parses the rest of the body) and that the text is a well-formed array (`read_array`).
     """
     quoted = b'"' + key + b'"'

@@ -1,9 +1,11 @@
-"""The HTTP layer: a Flask app that routes TF Serving's REST paths to the ServingAPI.
+"""The HTTP layer: a Flask app that routes TF Serving's REST paths to the REST API (rest/handlers.py).
 
-Routing follows TF Serving's own (model_servers/http_rest_api_util.cc): every path under `/v1/`
-(matched case-insensitively) is TF Serving's; POST matches the predict/classify/regress pattern,
-GET the status/metadata pattern, and anything else is 400 "Malformed request: METHOD PATH".
-Every error leaves as `{ "error": "..." }` with TF Serving's HTTP status for its code.
+Routing follows TF Serving's own (model_servers/http_rest_api_util.cc, http_server.cc): every path
+under `/v1/` (matched case-insensitively) is TF Serving's; POST matches the predict/classify/regress
+pattern, GET the status/metadata pattern, OPTIONS is a CORS preflight, and anything else is 400
+"Malformed request: METHOD PATH". Every error leaves as `{ "error": "..." }` with TF Serving's HTTP
+status for its code. With --rest_api_enable_cors_support every such answer carries TF Serving's three
+CORS headers.
 """
 from __future__ import annotations
 
@@ -12,14 +14,15 @@ import json
 import logging
 import re
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 from flask import Flask, Response, request
 
-from . import errors, monitoring
-from .handlers import ServingAPI
+from .. import errors, monitoring
+from .handlers import RestAPI
 
-log = logging.getLogger("server.app")
+log = logging.getLogger("server.rest")
 
 _V1 = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
 _PREDICT = re.compile(
@@ -30,9 +33,13 @@ _STATUS = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
     re.IGNORECASE,
 )
-_VERBS = ("predict", "classify", "regress")  # ServingAPI's methods of the same names
+_VERBS = ("predict", "classify", "regress")  # RestAPI's methods of the same names
 _INT64_MAX = 2**63 - 1
 _JSON = "application/json"
+# TF Serving's AddCORSHeaders (model_servers/http_rest_api_util.cc).
+CORS_HEADERS = (("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "POST, GET"),
+                ("Access-Control-Allow-Headers", "Content-Type"))
+_ORIGIN = re.compile(r"https?://")
 
 
 def error_body(message: str) -> bytes:
@@ -49,6 +56,20 @@ def _version(text: str | None) -> int | None:
     return value
 
 
+@dataclass(frozen=True)
+class Route:
+    """What a path under /v1/ names. `kind`: "inference" (POST :predict/:classify/:regress, `verb` says
+    which), "status" (GET status, or metadata when `verb` is "metadata"), "preflight" (OPTIONS) or
+    "malformed" (anything else under /v1/: 400). Version stays text here: converting it can fail."""
+    kind: str
+    name: str | None = None
+    version: str | None = None
+    label: str | None = None
+    verb: str | None = None
+
+
+_MALFORMED, _PREFLIGHT = Route("malformed"), Route("preflight")
+
 # Request paths repeat (a client calls the same model's URL again and again), and matching the
 # patterns above on every request cost more than a cache hit: ~5 us against <1 us a request,
 # measured in-process between model runs (alone, in a tight loop, the matches take ~0.4 us).
@@ -56,64 +77,70 @@ _ROUTE_CACHE_MAX_PATH = 256
 
 
 @functools.lru_cache(maxsize=1024)
-def _route_cached(method: str, path: str) -> tuple | None:
+def _route_cached(method: str, path: str) -> Route | None:
     return _route_uncached(method, path)
 
 
-def _route_uncached(method: str, path: str) -> tuple | None:
-    """What a TF Serving path names: ("predict", name, version, label, verb) for an inference POST,
-    ("status", name, version, label, sub) for a status/metadata GET, None for any other path
-    under /v1/, or () for a path that is not TF Serving's at all (404). Version stays text here."""
+def _route_uncached(method: str, path: str) -> Route | None:
+    """The Route of a TF Serving path, or None for a path that is not TF Serving's at all (404)."""
     if not _V1.fullmatch(path):
-        return ()
+        return None
     if method == "POST":
         m = _PREDICT.fullmatch(path)
         # The pattern ignores case, but TF Serving dispatches on the exact lower-case verb.
         if m and m.group(4) in _VERBS:
-            return ("predict", *m.groups())
+            return Route("inference", *m.groups())
     elif method == "GET":
         m = _STATUS.fullmatch(path)
         if m:
-            return ("status", *m.groups())
-    return None
+            return Route("status", *m.groups())
+    elif method == "OPTIONS":
+        return _PREFLIGHT
+    return _MALFORMED
 
 
-def route(method: str, path: str) -> tuple | None:
+def route(method: str, path: str) -> Route | None:
     """_route_uncached, memoised for the usual short paths (long ones are not kept)."""
     if len(path) <= _ROUTE_CACHE_MAX_PATH:
         return _route_cached(method, path)
     return _route_uncached(method, path)
 
 
-def dispatch(api: ServingAPI, method: str, path: str, body: bytes, found: tuple | None) -> bytes:
+def dispatch(api: RestAPI, method: str, path: str, body: bytes, found: Route) -> bytes:
     """Run what `found` (route(method, path)) names; returns the JSON answer or raises ServingError."""
-    if found:
-        kind, name, version, label, last = found
-        if kind == "predict":
-            return getattr(api, last)(name, _version(version), label, body)
-        if last == "metadata":  # exact, as in TF Serving; "/METADATA" falls through to status
-            return api.model_metadata(name or "", _version(version), label)
-        return api.model_status(name or "", _version(version), label)
+    if found.kind == "inference":
+        return getattr(api, found.verb)(found.name, _version(found.version), found.label, body)
+    if found.kind == "status":
+        version = _version(found.version)
+        if found.verb == "metadata":  # exact, as in TF Serving; "/METADATA" falls through to status
+            return api.model_metadata(found.name or "", version, found.label)
+        return api.model_status(found.name or "", version, found.label)
     raise errors.invalid_argument(f"Malformed request: {method} {path}")
 
 
 class Responder:
-    """One request in, one answer out: `(status, body, content type)`, whatever happened.
+    """One request in, one answer out: `(status, body, headers)`, whatever happened.
 
     The only place that turns a path and a body into an HTTP answer; the Flask view and the WSGI
     shortcut (ServingApp.wsgi_app) both call it, so the two give the same bytes by construction.
     """
 
-    def __init__(self, api: ServingAPI, metrics=None, metrics_path: str | None = None):
+    def __init__(self, api: RestAPI, metrics=None, metrics_path: str | None = None, cors: bool = False):
         self.api, self.metrics, self.metrics_path = api, metrics, metrics_path
+        self._json_headers = ((("Content-Type", _JSON),) + CORS_HEADERS) if cors else (("Content-Type", _JSON),)
+        self._preflight_headers = CORS_HEADERS if cors else ()
 
-    def __call__(self, method: str, path: str, read_body: Callable[[], bytes]) -> tuple[int, bytes, str]:
+    def __call__(self, method: str, path: str, read_body: Callable[[], bytes],
+                 origin: str = "") -> tuple[int, bytes, tuple]:
         metrics = self.metrics
         if metrics is not None and path == self.metrics_path:
-            return 200, metrics.render(), monitoring.CONTENT_TYPE
+            return 200, metrics.render(), (("Content-Type", monitoring.CONTENT_TYPE),)
         found = route(method, path)
-        if found == ():
-            return 404, error_body(f"Not found: {method} {path}"), _JSON
+        if found is None:
+            return 404, error_body(f"Not found: {method} {path}"), (("Content-Type", _JSON),)
+        if found is _PREFLIGHT:
+            # TF Serving answers a preflight with no body: 200 when it names an http(s) origin.
+            return (200 if _ORIGIN.match(origin) else 400), b"", self._preflight_headers
         started = time.perf_counter() if metrics is not None else 0.0
         try:
             answer = dispatch(self.api, method, path, read_body(), found)
@@ -122,20 +149,20 @@ class Responder:
             log.warning("%s %s -> %d %s: %s", method, path, exc.http_status, exc.code, " ".join(exc.message.split()))
             if metrics is not None:
                 self._record(found, exc.code, started)
-            return exc.http_status, error_body(exc.message), _JSON
+            return exc.http_status, error_body(exc.message), self._json_headers
         except Exception as exc:  # never an HTML page or a dropped connection
             log.exception("%s %s -> 500: unexpected error", method, path)
             if metrics is not None:
                 self._record(found, "INTERNAL", started)
-            return 500, error_body(f"Internal error: {type(exc).__name__}: {exc}"), _JSON
+            return 500, error_body(f"Internal error: {type(exc).__name__}: {exc}"), self._json_headers
         if metrics is not None:
             self._record(found, "OK", started)
-        return 200, answer, _JSON
+        return 200, answer, self._json_headers
 
-    def _record(self, found: tuple | None, status: str, started: float) -> None:
+    def _record(self, found: Route, status: str, started: float) -> None:
         # Only inference requests are counted, as in TF Serving (status and metadata calls are not).
-        if found and found[0] == "predict" and found[4] in monitoring.API_NAMES:
-            self.metrics.record_request(found[1], monitoring.API_NAMES[found[4]], status,
+        if found.kind == "inference" and found.verb in monitoring.API_NAMES:
+            self.metrics.record_request(found.name, monitoring.API_NAMES[found.verb], status,
                                         time.perf_counter() - started)
 
 
@@ -158,9 +185,8 @@ class ServingApp(Flask):
             length = environ.get("CONTENT_LENGTH") or ""
             if length.isdigit() and path.isascii() and "HTTP_TRANSFER_ENCODING" not in environ:
                 stream = environ["wsgi.input"]
-                status, payload, content_type = responder("POST", path, lambda: stream.read(int(length)))
-                start_response(_status_line(status), [("Content-Type", content_type),
-                                                      ("Content-Length", str(len(payload)))])
+                status, payload, headers = responder("POST", path, lambda: stream.read(int(length)))
+                start_response(_status_line(status), [*headers, ("Content-Length", str(len(payload)))])
                 return [payload]
         return super().wsgi_app(environ, start_response)
 
@@ -170,23 +196,29 @@ def _status_line(code: int) -> str:
     return Response(status=code).status  # Werkzeug's own wording, e.g. "400 BAD REQUEST"
 
 
-def create_app(api: ServingAPI, metrics=None, metrics_path: str | None = None, shortcut: bool = True) -> Flask:
+def create_app(api: RestAPI, metrics=None, metrics_path: str | None = None, shortcut: bool = True,
+               cors: bool = False) -> Flask:
     """The WSGI app. `api` holds all state; the app keeps none of its own.
 
     With `metrics` (monitoring.Metrics), predict/classify/regress requests are counted and timed
     and `metrics_path` serves the Prometheus page, as TF Serving's --monitoring_config_file does.
+    `cors`: TF Serving's --rest_api_enable_cors_support (its three headers on every /v1/ answer).
     `shortcut=False` sends every request through Flask's routing (the tests compare the two).
     """
     app = ServingApp("server")
     app.url_map.merge_slashes = False  # "/v1/models//x" is malformed, as in TF Serving, not redirected
-    responder = Responder(api, metrics, metrics_path)
+    responder = Responder(api, metrics, metrics_path, cors=cors)
     if shortcut:
         app.responder = responder
 
     def handle(path: str = "") -> Response:
-        status, payload, content_type = responder(request.method, request.path,
-                                                  lambda: request.get_data(cache=False))
-        return Response(payload, status, content_type=content_type)
+        status, payload, headers = responder(request.method, request.path,
+                                             lambda: request.get_data(cache=False),
+                                             request.headers.get("Origin", ""))
+        response = Response(payload, status, headers=list(headers))
+        if not any(name == "Content-Type" for name, _ in headers):
+            del response.headers["Content-Type"]  # a preflight answer has no body and no type
+        return response
 
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
     app.add_url_rule("/", "root", handle, methods=methods, provide_automatic_options=False)

@@ -1,0 +1,171 @@
+"""The core that REST and gRPC share: resolve model/version/signature -> validate -> run -> result.
+
+As TF Serving's predict_util / classification_service / regression_service / get_model_metadata_impl,
+apart from any wire format. A front end decodes its request into numpy arrays (or serialized
+tf.Examples), calls one method here, and encodes the `Result`:
+
+    rest/handlers.py   JSON bytes  -> DataPlane -> JSON bytes
+    grpc/              TensorProto -> DataPlane -> TensorProto
+
+Every failure is a `ServingError` carrying TF Serving's status code from here to the client.
+Versions come from the model manager (lifecycle.py): a request holds the version it started on
+until it is done, however many versions are published meanwhile.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence, Union
+
+import numpy as np
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from . import config as config_mod
+from . import tf_example
+from .errors import invalid_argument
+from .signatures import DEFAULT_SIGNATURE, Signature
+from .validation import validate_inputs
+
+SIGNATURE_DEF_FIELD = "signature_def"  # the one metadata field TF Serving serves
+
+Tensors = Mapping[str, np.ndarray]
+# What a front end hands to predict: the arrays, or a function that decodes them once the signature
+# is known (JSON needs the declared dtypes to read its numbers).
+Inputs = Union[Tensors, Callable[[Signature], Tensors]]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model, version (or label) and signature a request names (TF Serving's ModelSpec)."""
+    name: str
+    version: int | None = None
+    label: str | None = None
+    signature_name: str = ""
+
+    @property
+    def resolved_signature_name(self) -> str:
+        return self.signature_name or DEFAULT_SIGNATURE
+
+
+@dataclass
+class Result:
+    """What a model answered, and who answered it: the model, the version and the signature that ran."""
+    name: str
+    version: int
+    signature_name: str
+    outputs: dict[str, np.ndarray]
+    method_name: str = ""
+
+
+class DataPlane:
+    """predict, classify, regress, model status and metadata, config reload, over a model manager.
+
+    `manager` (lifecycle.ModelManager): `acquire(name, version, label)` is a context manager yielding
+    a loaded servable, `status(name, version, label)` a GetModelStatusResponse, `reload_config(models)`.
+    `batcher_for(servable, signature)` optionally returns a callable that runs inputs through a dynamic
+    batcher (batching/); REST and gRPC requests for the same signature then share batches.
+    `check_method_name(signature, method)` optionally refuses a signature whose method_name does not
+    match the API called (TF Serving's --enable_signature_method_name_check).
+    """
+
+    def __init__(self, manager, batcher_for: Callable | None = None,
+                 check_method_name: Callable[[Signature, str], None] | None = None):
+        self.manager = manager
+        self._batcher_for = batcher_for
+        self._check_method_name = check_method_name
+
+    # -- predict ---------------------------------------------------------------------------
+    def predict(self, spec: ModelSpec, inputs: Inputs, output_filter: Sequence[str] = ()) -> Result:
+        signature_name = spec.resolved_signature_name
+        with self.manager.acquire(spec.name, spec.version, spec.label) as servable:
+            signature = servable.get_signature(signature_name)
+            if self._check_method_name is not None:
+                self._check_method_name(signature, tf_example.PREDICT_METHOD)
+            tensors = inputs(signature) if callable(inputs) else inputs
+            validate_inputs(tensors, signature)
+            wanted = _filtered_outputs(signature, output_filter)
+            outputs = self._run(servable, signature, tensors, wanted)
+            version = servable.version
+        return Result(spec.name, version, signature_name, outputs, signature.method_name)
+
+    def _run(self, servable, signature: Signature, inputs: Tensors,
+             wanted: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Run a signature, through the batcher when there is one for it; `wanted`: only these outputs."""
+        if self._batcher_for is not None and inputs:
+            batcher = self._batcher_for(servable, signature)
+            if batcher is not None:
+                outputs = batcher(inputs)
+                return outputs if wanted is None else {k: outputs[k] for k in wanted}
+        if wanted is not None:  # fetch only these, as TF Serving does with an output_filter
+            signature = dataclasses.replace(signature, outputs={k: signature.outputs[k] for k in wanted})
+        return servable.run(signature, inputs)
+
+    # -- classify / regress ----------------------------------------------------------------
+    def classify(self, spec: ModelSpec, examples: Sequence[bytes]) -> Result:
+        """Serialized tf.Examples through a classification signature; outputs "classes"/"scores"."""
+        return self._run_examples(spec, examples, tf_example.CLASSIFY_METHOD,
+                                  tf_example.check_classify_signature, tf_example.check_classify_outputs)
+
+    def regress(self, spec: ModelSpec, examples: Sequence[bytes]) -> Result:
+        """Serialized tf.Examples through a regression signature; output "outputs"."""
+        return self._run_examples(spec, examples, tf_example.REGRESS_METHOD,
+                                  tf_example.check_regress_signature, tf_example.check_regress_outputs)
+
+    def _run_examples(self, spec: ModelSpec, examples: Sequence[bytes], method: str,
+                      check_signature, check_outputs) -> Result:
+        """Feed the serialized examples to the signature's one string input (TF Serving's classifier and
+        regressor), after TF Serving's checks of the signature, and check what comes back."""
+        signature_name = spec.resolved_signature_name
+        with self.manager.acquire(spec.name, spec.version, spec.label) as servable:
+            signature = servable.signatures.get(signature_name)
+            if signature is None:
+                raise invalid_argument(f"No signature was found with the name: {signature_name}")
+            if self._check_method_name is not None:
+                self._check_method_name(signature, method)
+            key, _ = check_signature(signature)
+            batch = np.empty(len(examples), dtype=object)
+            batch[:] = list(examples)
+            outputs = self._run(servable, signature, {key: batch})
+            version = servable.version
+        return Result(spec.name, version, signature_name, check_outputs(outputs, len(examples)),
+                      signature.method_name)
+
+    # -- status, metadata, config ----------------------------------------------------------
+    def model_status(self, spec: ModelSpec) -> get_model_status_pb2.GetModelStatusResponse:
+        if not spec.name:
+            raise invalid_argument("Missing model name in request.")
+        return self.manager.status(spec.name, spec.version, spec.label)
+
+    def model_metadata(self, spec: ModelSpec) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        """The version's SignatureDefs, packed as TF Serving packs them (metadata["signature_def"])."""
+        if not spec.name:
+            raise invalid_argument("Missing model name in request.")
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        signature_defs = get_model_metadata_pb2.SignatureDefMap()
+        with self.manager.acquire(spec.name, spec.version, spec.label) as servable:
+            response.model_spec.name = spec.name
+            response.model_spec.version.value = servable.version
+            for key, signature_def in servable.signature_def_map().items():
+                signature_defs.signature_def[key].CopyFrom(signature_def)
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_defs)
+        return response
+
+    def reload_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """Serve what `config` lists, exactly as a re-read --model_config_file would."""
+        self.manager.reload_config(config_mod.settings_from_proto(config, check_paths=True))
+
+
+def _filtered_outputs(signature: Signature, output_filter: Sequence[str]) -> tuple[str, ...] | None:
+    """The outputs a PredictRequest.output_filter asks for (TF Serving's checks), None for all."""
+    if not output_filter:
+        return None
+    seen: list[str] = []
+    for alias in output_filter:
+        if alias not in signature.outputs:
+            raise invalid_argument(f"output tensor alias not found in signature: {alias} Outputs expected to "
+                                   f"be in the set {{{','.join(signature.outputs)}}}.")
+        if alias in seen:
+            raise invalid_argument(f"duplicate output tensor alias: {alias}")
+        seen.append(alias)
+    return tuple(sorted(seen))

@@ -1,0 +1,266 @@
+"""JSON text as TF Serving writes it: rapidjson's writer and TF Serving's number formatting.
+
+TF Serving (util/json_tensor.cc, model_servers/http_rest_api_handler.cc) writes every answer with
+rapidjson's PrettyWriter and every float with its own WriteDecimal; error messages print request values
+with JsonValueToString. This module reproduces all three, so answers and messages match byte for byte:
+
+- `write_decimal` / `float_texts`: WriteDecimal for one float or a whole vector;
+- `rapidjson_double`: rapidjson's shortest-digits double (inside pretty-printed values);
+- `json_string`, `text_of`, `to_bytes`: string literals, keeping every byte of invalid UTF-8;
+- `pretty`, `value_to_string`, `json_type`: request values as TF Serving's messages print them.
+"""
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import numpy as np
+
+FLT_MAX = 3.4028234663852886e38
+_FLOAT_RANGE = 3.4028234e38  # rapidjson's Value::IsFloat() bound
+
+# ---------------------------------------------------------------- numbers
+
+def write_decimal(x: float, single: bool) -> str:
+    """TF Serving's WriteDecimal: "%g" if it reads back to the same float32/float64, else 9/17 digits."""
+    if x != x:
+        return "NaN"
+    if x == math.inf:
+        return "Infinity"
+    if x == -math.inf:
+        return "-Infinity"
+    s = "%g" % x
+    back = float(s)
+    if single:
+
+        with np.errstate(over="ignore"):
+            same = np.float32(back) == np.float32(x)
+    else:
+        same = back == x
+    if not same:
+        s = ("%.9g" if single else "%.17g") % x
+    if "." not in s and "e" not in s:
+        s += ".0"
+    return s
+
+
+def _exp_text(k: int) -> str:
+    return str(k)  # rapidjson writes e.g. "e30", "e-7": no "+", no zero padding
+
+
+def rapidjson_double(d: float) -> str:
+    """rapidjson Writer::Double for a finite double (Grisu shortest digits + Prettify)."""
+    if d == 0:
+        return "-0.0" if math.copysign(1.0, d) < 0 else "0.0"
+    sign = "-" if d < 0 else ""
+    r = repr(abs(d))
+    mant, _, e = r.partition("e")
+    exp = int(e) if e else 0
+    ip, _, fp = mant.partition(".")
+    digits = (ip + fp).lstrip("0")
+    k = exp - len(fp)
+    stripped = digits.rstrip("0")
+    k += len(digits) - len(stripped)
+    digits = stripped
+    n = len(digits)
+    kk = n + k
+    if 0 <= k and kk <= 21:
+        out = digits + "0" * k + ".0"
+    elif 0 < kk <= 21:
+        out = digits[:kk] + "." + digits[kk:]
+    elif -6 < kk <= 0:
+        out = "0." + "0" * (-kk) + digits
+    elif kk < -324:
+        out = "0.0"
+    elif n == 1:
+        out = digits + "e" + _exp_text(kk - 1)
+    else:
+        out = digits[0] + "." + digits[1:] + "e" + _exp_text(kk - 1)
+    return sign + out
+
+
+# ---------------------------------------------------------------- strings
+
+_ESCAPES = {i: "\\u%04X" % i for i in range(0x20)}
+_ESCAPES.update({0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r",
+                 0x22: '\\"', 0x5C: "\\\\"})
+
+
+def text_of(b: bytes | str) -> str:
+    """bytes -> str keeping every byte: invalid UTF-8 survives as surrogate escapes (see `to_bytes`)."""
+    if isinstance(b, str):
+        return b
+    return b.decode("utf-8", "surrogateescape")
+
+
+def json_string(b: bytes | str) -> str:
+    """A JSON string literal as rapidjson writes it: control characters, '"' and '\\' escaped."""
+    return '"' + text_of(b).translate(_ESCAPES) + '"'
+
+
+def to_bytes(text: str) -> bytes:
+    """The inverse of `text_of`: the original bytes (a JSON-escaped lone surrogate as UTF-8 bytes)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "surrogatepass")
+
+
+# ---------------------------------------------------------------- pretty writer (error messages)
+
+class _Stop(Exception):
+    """rapidjson's writer refuses a non-finite double inside a value and stops writing there."""
+
+
+def _is_double(v: Any) -> bool:
+    # rapidjson keeps integers that fit int64/uint64 as integers, anything else as a double.
+    return isinstance(v, float) or (type(v) is int and not (-(1 << 63) <= v < (1 << 64)))
+
+
+def _pretty(v: Any, depth: int, out: list) -> None:
+    if v is None:
+        out.append("null")
+    elif v is True:
+        out.append("true")
+    elif v is False:
+        out.append("false")
+    elif _is_double(v):
+        d = float(v)
+        if not math.isfinite(d):
+            raise _Stop
+        out.append(rapidjson_double(d))
+    elif isinstance(v, int):
+        out.append(str(v))
+    elif isinstance(v, (str, bytes)):
+        out.append(json_string(v))
+    elif isinstance(v, list):
+        if not v:
+            out.append("[]")
+            return
+        out.append("[")
+        inner = "\n" + "    " * (depth + 1)
+        for i, e in enumerate(v):
+            out.append(("," if i else "") + inner)
+            _pretty(e, depth + 1, out)
+        out.append("\n" + "    " * depth + "]")
+    elif isinstance(v, dict):
+        if not v:
+            out.append("{}")
+            return
+        out.append("{")
+        inner = "\n" + "    " * (depth + 1)
+        for i, (k, e) in enumerate(v.items()):
+            out.append(("," if i else "") + inner + json_string(k) + ": ")
+            _pretty(e, depth + 1, out)
+        out.append("\n" + "    " * depth + "}")
+    else:  # numpy scalars and the like, should a caller pass them
+        out.append(str(v))
+
+
+def pretty(v: Any) -> str:
+    """rapidjson PrettyWriter text of a JSON value (4-space indent)."""
+    out: list = []
+    try:
+        _pretty(v, 0, out)
+    except _Stop:
+        pass
+    return "".join(out)
+
+
+def value_to_string(v: Any) -> str:
+    """TF Serving's JsonValueToString: a top-level double is written with WriteDecimal (as a float
+    when it fits the float range), anything else with the pretty writer."""
+    if _is_double(v):
+        d = float(v)
+        if -_FLOAT_RANGE <= d <= _FLOAT_RANGE:
+
+            return write_decimal(float(np.float32(d)), single=True)
+        return write_decimal(d, single=False)
+    return pretty(v)
+
+
+def json_type(v: Any) -> str:
+    """rapidjson's type names as TF Serving prints them."""
+    if v is None:
+        return "Null"
+    if v is True:
+        return "True"
+    if v is False:
+        return "False"
+    if isinstance(v, dict):
+        return "Object"
+    if isinstance(v, list):
+        return "Array"
+    if isinstance(v, str):
+        return "String"
+    return "Number"
+
+
+# Up to this many values, numpy's per-call overhead costs more than a plain loop (measured for
+# float32: 10 values 14 us vectorised, 7 us looped; 100 values 64 vs 69 us; 1,000 values 0.59 vs 0.70 ms).
+_SMALL_FLOATS = 64
+_F32 = struct.Struct("f")
+
+
+def float_texts(flat: np.ndarray, single: bool) -> list[str]:
+    """WriteDecimal for every value of a float32 (single) or float64 vector, vectorised where it can be:
+    "%g" for all, one numpy pass to find those that do not read back, 9/17 digits for those."""
+    values = flat.tolist()
+    if len(values) <= _SMALL_FLOATS:
+        return _float_texts_looped(values, single)
+    texts = ["%g" % v for v in values]
+    with np.errstate(over="ignore", invalid="ignore"):
+        back = np.array(list(map(float, texts)))
+        if single:
+            back = back.astype(np.float32)
+        finite = np.isfinite(flat)
+        good = (back == flat) & finite
+        whole = np.flatnonzero(finite & (flat == np.trunc(flat))).tolist()
+    if not good.all():
+        fmt = "%.9g" if single else "%.17g"
+        for i in np.flatnonzero(~good).tolist():
+            v = values[i]
+            if v != v:
+                texts[i] = "NaN"
+            elif v == math.inf:
+                texts[i] = "Infinity"
+            elif v == -math.inf:
+                texts[i] = "-Infinity"
+            else:
+                texts[i] = fmt % v
+    for i in whole:
+        t = texts[i]
+        if "." not in t and "e" not in t:
+            texts[i] = t + ".0"
+    return texts
+
+
+def _float_texts_looped(values: list[float], single: bool) -> list[str]:
+    """float_texts for a short list, one value at a time (the same texts; tests compare the two)."""
+    fmt = "%.9g" if single else "%.17g"
+    pack, unpack = _F32.pack, _F32.unpack
+    texts = []
+    for v in values:
+        if v != v:
+            texts.append("NaN")
+            continue
+        if v == math.inf or v == -math.inf:
+            texts.append("Infinity" if v > 0 else "-Infinity")
+            continue
+        t = "%g" % v
+        back = float(t)
+        if single:
+            try:
+                back = unpack(pack(back))[0]  # rounded to float32, as the value was
+            except OverflowError:
+                back = math.inf
+        if back != v:
+            t = fmt % v
+        if v.is_integer() and "." not in t and "e" not in t:
+            t += ".0"
+        texts.append(t)
+    return texts

@@ -1,0 +1,143 @@
+"""classify and regress, apart from any wire format: TF Serving's checks of the signature and outputs.
+
+As TF Serving (servables/tensorflow/classifier.cc, regressor.cc, util.cc, util/input_util.cc):
+- a classification signature has method_name "tensorflow/serving/classify", one string input "inputs"
+  (serialized tf.Examples) and the outputs "classes" (DT_STRING [batch, n]) and/or "scores"
+  (DT_FLOAT [batch, n]); a regression signature "tensorflow/serving/regress", the same input and the
+  output "outputs" (DT_FLOAT [batch] or [batch, 1]);
+- examples that come with a context (ExampleListWithContext) are fed, for each example, as the serialized
+  context followed by the serialized example: protobuf reads that as the two merged, the example's
+  feature winning where both have one (`with_context`).
+The REST codec (rest/tf_example_json.py) and the gRPC services build the serialized examples; the core
+(dataplane.py) runs them and checks what comes back with the functions here.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import failed_precondition, invalid_argument
+from .signatures import Signature, shape_text, tf_type_name
+
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_INPUTS, CLASSES, SCORES = "inputs", "classes", "scores"
+REGRESS_INPUTS, REGRESS_OUTPUTS = "inputs", "outputs"
+
+
+def with_context(serialized: list[bytes], context: bytes | None) -> list[bytes]:
+    """Each serialized example preceded by the serialized context (TF Serving's ExampleListWithContext)."""
+    if context is None:
+        return list(serialized)
+    return [context + s for s in serialized]
+
+
+def serialize_input(input_proto) -> list[bytes]:
+    """A tensorflow.serving.Input (gRPC Classify/Regress, warm-up records) -> one serialized example each,
+    context first (TF Serving's InputToSerializedExampleTensor); "Input is empty." when it has none."""
+    kind = input_proto.WhichOneof("kind")
+    if kind == "example_list":
+        serialized = [e.SerializeToString() for e in input_proto.example_list.examples]
+        context = None
+    elif kind == "example_list_with_context":
+        listed = input_proto.example_list_with_context
+        serialized = [e.SerializeToString() for e in listed.examples]
+        context = listed.context.SerializeToString()
+    else:
+        serialized, context = [], None
+    if not serialized:
+        raise invalid_argument("Input is empty.")
+    return with_context(serialized, context)
+
+
+# ---------------------------------------------------------------- signature checks
+
+def check_classify_signature(signature: Signature) -> tuple[str, list[str]]:
+    """TF Serving's PreProcessClassification: (input key, output keys to fetch) or its error."""
+    if signature.method_name != CLASSIFY_METHOD:
+        raise invalid_argument(f"Expected classification signature method_name to be {CLASSIFY_METHOD}. "
+                               f"Was: {signature.method_name}")
+    if len(signature.inputs) != 1:
+        raise invalid_argument("Expected one input Tensor.")
+    if len(signature.outputs) not in (1, 2):
+        raise invalid_argument(f"Expected one or two output Tensors, found {len(signature.outputs)}")
+    if CLASSIFY_INPUTS not in signature.inputs:
+        raise failed_precondition(f"No classification inputs found in SignatureDef: {signature.proto}")
+    fetch = [k for k in (CLASSES, SCORES) if k in signature.outputs]
+    if not fetch:
+        raise failed_precondition(
+            f'Expected classification signature outputs to contain at least one of "{CLASSES}" or '
+            f'"{SCORES}". Signature was: {signature.proto}')
+    return CLASSIFY_INPUTS, fetch
+
+
+def check_regress_signature(signature: Signature) -> tuple[str, list[str]]:
+    """TF Serving's PreProcessRegression: (input key, [output key]) or its error."""
+    if signature.method_name != REGRESS_METHOD:
+        raise invalid_argument(f"Expected regression signature method_name to be {REGRESS_METHOD}. "
+                               f"Was: {signature.method_name}")
+    if len(signature.inputs) != 1:
+        raise invalid_argument("Expected one input Tensor.")
+    if len(signature.outputs) != 1:
+        raise invalid_argument("Expected one output Tensor.")
+    if REGRESS_INPUTS not in signature.inputs:
+        raise failed_precondition(f"No regression inputs found in SignatureDef: {signature.proto}")
+    if REGRESS_OUTPUTS not in signature.outputs:
+        raise failed_precondition(f"No regression outputs found in SignatureDef: {signature.proto}")
+    return REGRESS_INPUTS, [REGRESS_OUTPUTS]
+
+
+# ---------------------------------------------------------------- outputs
+
+def _tf_type(arr: np.ndarray) -> str:
+    return "DT_" + tf_type_name(arr.dtype).upper()
+
+
+def check_classify_outputs(outputs: dict[str, np.ndarray], num_examples: int) -> dict[str, np.ndarray]:
+    """TF Serving's PostProcessClassification checks; returns {"classes"?, "scores"?} as arrays."""
+    found = {k: np.asarray(outputs[k]) for k in (CLASSES, SCORES) if k in outputs}
+    if not found:
+        raise failed_precondition(
+            f'Expected classification signature outputs to contain at least one of "{CLASSES}" or '
+            f'"{SCORES}".')
+    for key, want in ((CLASSES, "DT_STRING"), (SCORES, "DT_FLOAT")):
+        if key not in found:
+            continue
+        arr = found[key]
+        if arr.ndim != 2:
+            raise invalid_argument(f"Expected Tensor shape: [batch_size num_classes] but got {shape_text(arr.shape)}")
+        if _tf_type(arr) != want:
+            raise invalid_argument(f"Expected {key} Tensor of {want}. Got: {_tf_type(arr)}")
+        if arr.shape[0] != num_examples:
+            raise invalid_argument(f"Expected {key} output batch size of {num_examples}. Got: {arr.shape[0]}")
+    if len(found) == 2 and found[CLASSES].shape[1] != found[SCORES].shape[1]:
+        raise invalid_argument(f"Tensors class and score should match in dim_size(1). "
+                               f"Got {found[CLASSES].shape[1]} vs. {found[SCORES].shape[1]}")
+    return found
+
+
+def check_regress_outputs(outputs: dict[str, np.ndarray], num_examples: int) -> dict[str, np.ndarray]:
+    """TF Serving's PostProcessRegressionResult checks; returns {"outputs": array}."""
+    if REGRESS_OUTPUTS not in outputs:
+        raise failed_precondition("No regression outputs found in SignatureDef")
+    arr = np.asarray(outputs[REGRESS_OUTPUTS])
+    if not (arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1)):
+        raise invalid_argument("Expected output Tensor shape to be either [batch_size] or [batch_size, 1] "
+                               f"but got {shape_text(arr.shape)}")
+    if arr.shape[0] != num_examples:
+        raise invalid_argument(f"Input batch size did not match output batch size: {num_examples} "
+                               f"vs. {arr.shape[0]}")
+    if _tf_type(arr) != "DT_FLOAT":
+        raise invalid_argument(f"Expected output Tensor of DT_FLOAT.  Got: {_tf_type(arr)}")
+    if arr.size != num_examples:
+        raise invalid_argument(f"Expected output batch size to be {num_examples}.  Got: {arr.size}")
+    return {REGRESS_OUTPUTS: arr}
+
+
+def check_outputs(outputs: dict[str, np.ndarray], num_examples: int, kind: str) -> dict[str, np.ndarray]:
+    """kind "classification" or "regression": the checks above, returning the outputs to encode."""
+    if kind == "classification":
+        return check_classify_outputs(outputs, num_examples)
+    if kind == "regression":
+        return check_regress_outputs(outputs, num_examples)
+    raise ValueError(f"unknown kind {kind!r}")

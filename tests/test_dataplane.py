@@ -1,0 +1,175 @@
+"""server/dataplane.py: the core REST and gRPC share, on TF Serving's own test models.
+
+Inputs here are numpy arrays, as a gRPC front end hands them over; the REST codec's conversions are
+tested in test_rest_*.py and the two transports end to end elsewhere.
+"""
+import numpy as np
+import pytest
+from tensorflow.core.example import example_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from server import config
+from server.dataplane import DataPlane, ModelSpec
+from server.errors import ServingError
+from server.lifecycle import ModelManager
+
+CONFIG = """
+model_config_list {
+  config {
+    name: "half_plus_two"
+    base_path: "%(td)s/saved_model_half_plus_two_2_versions"
+    model_platform: "tensorflow"
+    model_version_policy { all {} }
+    version_labels { key: "stable" value: 123 }
+  }
+  config { name: "counter" base_path: "%(td)s/saved_model_counter" model_platform: "tensorflow" }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def manager(testdata, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "models.config"
+    path.write_text(CONFIG % {"td": testdata})
+    mgr = ModelManager(config.read_config_file(str(path)), file_system_poll_wait_seconds=0).start()
+    assert mgr.wait_until_settled(120)
+    yield mgr
+    mgr.stop()
+
+
+@pytest.fixture(scope="module")
+def plane(manager):
+    return DataPlane(manager)
+
+
+def error(fn, *args, **kwargs) -> ServingError:
+    with pytest.raises(ServingError) as e:
+        fn(*args, **kwargs)
+    return e.value
+
+
+X = {"x": np.array([[1.0], [2.0]], np.float32)}
+
+
+def test_predict_says_who_answered(plane):
+    result = plane.predict(ModelSpec("half_plus_two"), X)
+    assert (result.name, result.version, result.signature_name) == ("half_plus_two", 124, "serving_default")
+    assert result.method_name == "tensorflow/serving/predict"
+    np.testing.assert_array_equal(result.outputs["y"], [[2.5], [3.0]])
+    assert plane.predict(ModelSpec("half_plus_two", version=123), X).version == 123
+    assert plane.predict(ModelSpec("half_plus_two", label="stable"), X).version == 123
+
+
+def test_predict_decodes_once_the_signature_is_known(plane):
+    seen = []
+
+    def decode(signature):
+        seen.append((signature.name, list(signature.inputs)))
+        return {"inputs": X["x"]}
+
+    result = plane.predict(ModelSpec("half_plus_two", signature_name="regress_x2_to_y3"), decode)
+    assert seen == [("regress_x2_to_y3", ["inputs"])]
+    assert result.signature_name == "regress_x2_to_y3"
+
+
+def test_inputs_are_validated_in_the_core(plane):
+    e = error(plane.predict, ModelSpec("half_plus_two"), {"x": np.array([["a"]], object)})
+    assert e.code == "INVALID_ARGUMENT" and "Input 'x'" in e.message and "is not of expected type: float" in e.message
+    e = error(plane.predict, ModelSpec("half_plus_two"), {"x": X["x"], "z": X["x"]})
+    assert e.message.startswith("input size does not match signature: 2!=1")
+
+
+def test_output_filter(plane):
+    spec = ModelSpec("half_plus_two", signature_name="serving_default")
+    assert list(plane.predict(spec, X, output_filter=["y"]).outputs) == ["y"]
+    e = error(plane.predict, spec, X, output_filter=["nope"])
+    assert (e.code, e.message) == ("INVALID_ARGUMENT", "output tensor alias not found in signature: nope "
+                                                       "Outputs expected to be in the set {y}.")
+    e = error(plane.predict, spec, X, output_filter=["y", "y"])
+    assert e.message == "duplicate output tensor alias: y"
+
+
+def test_unknown_model_version_label_and_signature(plane):
+    assert error(plane.predict, ModelSpec("nope"), X).code == "NOT_FOUND"
+    assert error(plane.predict, ModelSpec("half_plus_two", version=7), X).code == "NOT_FOUND"
+    assert error(plane.predict, ModelSpec("half_plus_two", label="nope"), X).code == "INVALID_ARGUMENT"
+    e = error(plane.predict, ModelSpec("half_plus_two", signature_name="nope"), X)
+    assert e.message == 'Serving signature name: "nope" not found in signature def'
+
+
+def _example(x: float) -> bytes:
+    example = example_pb2.Example()
+    example.features.feature["x"].float_list.value.append(x)
+    return example.SerializeToString()
+
+
+def test_classify_and_regress_take_serialized_examples(plane):
+    # The fixture README's known answers: regress x=80 -> 42, classify x=20 -> score 12.
+    result = plane.regress(ModelSpec("half_plus_two", signature_name="regress_x_to_y"), [_example(80.0)])
+    assert (result.version, result.signature_name) == (124, "regress_x_to_y")
+    np.testing.assert_array_equal(result.outputs["outputs"].reshape(-1), [42.0])
+    result = plane.classify(ModelSpec("half_plus_two", signature_name="classify_x_to_y"), [_example(20.0)])
+    np.testing.assert_array_equal(result.outputs["scores"], [[12.0]])
+    e = error(plane.classify, ModelSpec("half_plus_two", signature_name="regress_x_to_y"), [_example(1.0)])
+    assert e.message.startswith("Expected classification signature method_name to be tensorflow/serving/classify")
+    e = error(plane.regress, ModelSpec("half_plus_two", signature_name="nope"), [_example(1.0)])
+    assert e.message == "No signature was found with the name: nope"
+
+
+def test_status_and_metadata_are_protos(plane):
+    status = plane.model_status(ModelSpec("half_plus_two"))
+    assert [v.version for v in status.model_version_status] == [124, 123]
+    metadata = plane.model_metadata(ModelSpec("half_plus_two", version=123))
+    assert (metadata.model_spec.name, metadata.model_spec.version.value) == ("half_plus_two", 123)
+    signature_defs = get_model_metadata_pb2.SignatureDefMap()
+    assert metadata.metadata["signature_def"].Unpack(signature_defs)
+    assert "classify_x_to_y" in signature_defs.signature_def
+    assert error(plane.model_status, ModelSpec("")).message == "Missing model name in request."
+    assert error(plane.model_metadata, ModelSpec("")).message == "Missing model name in request."
+
+
+def test_the_batcher_runs_predict_and_examples(manager):
+    calls = []
+
+    def batcher_for(servable, signature):
+        def run(inputs):
+            calls.append(signature.name)
+            return servable.run(signature, inputs)
+        return run
+
+    plane = DataPlane(manager, batcher_for=batcher_for)
+    plane.predict(ModelSpec("half_plus_two"), X, output_filter=["y"])
+    plane.regress(ModelSpec("half_plus_two", signature_name="regress_x_to_y"), [_example(1.0)])
+    assert calls == ["serving_default", "regress_x_to_y"]
+
+
+def test_method_name_check_is_called_with_the_api(manager):
+    checked = []
+    plane = DataPlane(manager, check_method_name=lambda signature, method: checked.append((signature.name, method)))
+    plane.predict(ModelSpec("half_plus_two"), X)
+    plane.classify(ModelSpec("half_plus_two", signature_name="classify_x_to_y"), [_example(1.0)])
+    assert checked == [("serving_default", "tensorflow/serving/predict"),
+                       ("classify_x_to_y", "tensorflow/serving/classify")]
+
+
+def test_reload_config_adds_and_removes_models(testdata, tmp_path):
+    first = config.single_model("a", str(testdata / "saved_model_half_plus_two_cpu"))
+    mgr = ModelManager(first, file_system_poll_wait_seconds=0).start()
+    try:
+        assert mgr.wait_until_settled(120)
+        plane = DataPlane(mgr)
+        new = model_server_config_pb2.ModelServerConfig()
+        model = new.model_config_list.config.add(name="b", base_path=str(testdata / "saved_model_half_plus_two_cpu"),
+                                                 model_platform="tensorflow")
+        assert model.name == "b"
+        plane.reload_config(new)
+        assert mgr.wait_until_settled(120)
+        assert plane.predict(ModelSpec("b"), X).name == "b"
+        assert error(plane.predict, ModelSpec("a"), X).code == "NOT_FOUND"
+        bad = model_server_config_pb2.ModelServerConfig()
+        bad.model_config_list.config.add(name="c", base_path=str(tmp_path / "missing"), model_platform="tensorflow")
+        assert error(plane.reload_config, bad).code in ("INVALID_ARGUMENT", "NOT_FOUND")
+        assert plane.predict(ModelSpec("b"), X).name == "b"  # a refused config changes nothing
+    finally:
+        mgr.stop()

@@ -1,0 +1,86 @@
+"""server/tf_example.py: TF Serving's checks of classification/regression signatures and outputs, and
+how serialized examples are built from a tensorflow.serving.Input."""
+import numpy as np
+import pytest
+from tensorflow.core.example import example_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import input_pb2
+
+from server import tf_example
+from server.errors import ServingError
+from server.signatures import Signature
+
+
+def error(fn, *args):
+    with pytest.raises(ServingError) as e:
+        fn(*args)
+    return e.value
+
+
+@pytest.mark.parametrize("outputs,n,message", [
+    ({"scores": np.zeros(2, np.float32)}, 2, "Expected Tensor shape: [batch_size num_classes] but got [2]"),
+    ({"scores": np.zeros((2, 1))}, 2, "Expected scores Tensor of DT_FLOAT. Got: DT_DOUBLE"),
+    ({"classes": np.zeros((2, 1), np.float32)}, 2, "Expected classes Tensor of DT_STRING. Got: DT_FLOAT"),
+    ({"scores": np.zeros((3, 1), np.float32)}, 2, "Expected scores output batch size of 2. Got: 3"),
+    ({"scores": np.zeros((2, 3), np.float32), "classes": np.array([[b"a"], [b"b"]], object)}, 2,
+     "Tensors class and score should match in dim_size(1). Got 1 vs. 3"),
+])
+def test_classification_output_checks(outputs, n, message):
+    assert error(tf_example.check_classify_outputs, outputs, n).message == message
+
+
+@pytest.mark.parametrize("arr,n,message", [
+    (np.zeros((2, 3), np.float32), 2,
+     "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got [2,3]"),
+    (np.zeros(3, np.float32), 2, "Input batch size did not match output batch size: 2 vs. 3"),
+    (np.zeros(2, np.float64), 2, "Expected output Tensor of DT_FLOAT.  Got: DT_DOUBLE"),
+])
+def test_regression_output_checks(arr, n, message):
+    assert error(tf_example.check_regress_outputs, {"outputs": arr}, n).message == message
+
+
+def _sig(method, inputs, outputs):
+    proto = meta_graph_pb2.SignatureDef(method_name=method)
+    for k in inputs:
+        proto.inputs[k].name = k + ":0"
+    for k in outputs:
+        proto.outputs[k].name = k + ":0"
+    return Signature.from_proto("s", proto)
+
+
+def test_signature_checks():
+    assert tf_example.check_classify_signature(
+        _sig(tf_example.CLASSIFY_METHOD, ["inputs"], ["scores"])) == ("inputs", ["scores"])
+    assert tf_example.check_regress_signature(
+        _sig(tf_example.REGRESS_METHOD, ["inputs"], ["outputs"])) == ("inputs", ["outputs"])
+    e = error(tf_example.check_classify_signature, _sig(tf_example.REGRESS_METHOD, ["inputs"], ["outputs"]))
+    assert e.message == ("Expected classification signature method_name to be tensorflow/serving/classify. "
+                         "Was: tensorflow/serving/regress")
+    e = error(tf_example.check_classify_signature, _sig(tf_example.CLASSIFY_METHOD, ["inputs"], ["other"]))
+    assert e.code == "FAILED_PRECONDITION" and 'at least one of "classes" or "scores"' in e.message
+    assert error(tf_example.check_regress_signature,
+                 _sig(tf_example.REGRESS_METHOD, ["a", "b"], ["outputs"])).message == "Expected one input Tensor."
+
+
+def test_serialize_input_puts_the_context_first():
+    request = input_pb2.Input()
+    listed = request.example_list_with_context
+    listed.context.features.feature["c"].float_list.value.append(1.0)
+    for value in (2.0, 3.0):
+        listed.examples.add().features.feature["x"].float_list.value.append(value)
+    out = tf_example.serialize_input(request)
+    context = listed.context.SerializeToString()
+    assert out == [context + e.SerializeToString() for e in listed.examples]
+    merged = example_pb2.Example.FromString(out[1])
+    assert merged.features.feature["c"].float_list.value == [1.0]
+    assert merged.features.feature["x"].float_list.value == [3.0]
+
+
+def test_serialize_input_plain_list_and_empty_input():
+    request = input_pb2.Input()
+    request.example_list.examples.add().features.feature["x"].int64_list.value.append(7)
+    assert tf_example.serialize_input(request) == [request.example_list.examples[0].SerializeToString()]
+    for empty in (input_pb2.Input(), input_pb2.Input(example_list=input_pb2.ExampleList())):
+        e = error(tf_example.serialize_input, empty)
+        assert (e.code, e.message) == ("INVALID_ARGUMENT", "Input is empty.")
+
