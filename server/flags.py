@@ -74,7 +74,6 @@ NOT_HONOURED = {
     "use_alts_credentials": "gRPC is not served by this build yet",
     "ssl_config_file": "gRPC is not served by this build yet (the file is read and checked)",
     "enable_serialization_as_tensor_content": "gRPC is not served by this build yet",
-    "tensorflow_session_parallelism": "the model loader does not take it yet",
     "tensorflow_session_config_file": "the model loader does not take it yet (the file is read and checked)",
     "per_process_gpu_memory_fraction": "the model loader does not take it yet",
     "xla_cpu_compilation_enabled": "the model loader does not take it yet",

@@ -95,6 +95,11 @@ class Worker:
             loader=loader,
             warmup=warmup,
             on_state=self._on_state,
+            max_num_load_retries=options.max_num_load_retries,
+            load_retry_interval_micros=options.load_retry_interval_micros,
+            num_load_threads=options.num_load_threads,
+            num_unload_threads=options.num_unload_threads,
+            allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
         )
         self.dataplane = make_dataplane(self.manager, self.batchers)
         self.app = make_rest_app(self.dataplane, self.metrics, options)

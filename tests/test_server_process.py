@@ -83,7 +83,8 @@ model_config_list {{
   config {{ name: "half_plus_three" base_path: "{testdata}/saved_model_half_plus_three"
            model_platform: "tensorflow" }}
 }}""")
-    with ServerProcess([f"--model_config_file={cfg}"]) as server:
+    # A version that fails to load is reported at once (tensorflow_model_server's default retries 5 times).
+    with ServerProcess([f"--model_config_file={cfg}", "--max_num_load_retries=0"]) as server:
         server.wait_available("half_plus_two")
         yield server
 
