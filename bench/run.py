@@ -27,8 +27,6 @@ import os
 import pathlib
 import random
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +35,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from bench.model import MNIST_EXPORT, ROOT, has_versions
+from bench.procs import free_port, stop_group
 from bench.report import BOUND_OF
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -162,12 +161,6 @@ def write_bodies(directory: pathlib.Path) -> dict[str, pathlib.Path]:
 
 # -- processes -----------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def tree_pids(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -248,15 +241,7 @@ class ServerProcess:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-            except ProcessLookupError:
-                pass
+        stop_group(self.proc, timeout=10)
         self._log.close()
 
     def __enter__(self):

@@ -1,10 +1,9 @@
-"""Start `python -m server` as a real process on a free loopback port, for tests and the benchmark."""
+"""Start `python -m server` as a real process on a free loopback port, for the tests (bench/procs.py: the
+free port and the process-group stop that the benchmark shares)."""
 from __future__ import annotations
 
 import os
 import pathlib
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -12,13 +11,9 @@ import time
 
 import requests
 
+from bench.procs import free_port, stop_group
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerProcess:
@@ -42,17 +37,7 @@ class ServerProcess:
         os.unlink(self._log.name)
 
     def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        except ProcessLookupError:
-            pass
-        return self.proc.returncode
+        return stop_group(self.proc, timeout=20) if self.proc is not None else None
 
     def log_lines(self) -> list[str]:
         return pathlib.Path(self._log.name).read_text(errors="replace").splitlines()
@@ -81,7 +66,8 @@ class ServerProcess:
             elif any(s.get("state") == "AVAILABLE" and version in (None, s.get("version")) for s in statuses):
                 return doc
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} not AVAILABLE after {timeout} s: {doc}\n" + "\n".join(self.log_lines()[-30:]))
+                raise TimeoutError(f"{name} not AVAILABLE after {timeout} s: {doc}\n"
+                                   + "\n".join(self.log_lines()[-30:]))
             time.sleep(0.1)
 
     def wait_log(self, needle: str, timeout: float = 10) -> str:

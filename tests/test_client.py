@@ -2,7 +2,6 @@
 TF Serving's REST API: request format, printed output, and the one-sentence errors.
 
 The end-to-end test against the project's real server lives with the server's tests."""
-import contextlib
 import http.server
 import importlib.util
 import json

@@ -23,7 +23,8 @@ def publish(src, base, version):
 
 def states(server, name):
     doc = server.status(name) or {}
-    return {s["version"]: (s["state"], s["status"].get("error_message", "")) for s in doc.get("model_version_status", [])}
+    return {s["version"]: (s["state"], s["status"].get("error_message", ""))
+            for s in doc.get("model_version_status", [])}
 
 
 def wait_for(predicate, timeout=60):

@@ -63,7 +63,7 @@ def test_get_batch_is_seeded():
         assert ya.shape == (50,) and ya.dtype == np.int32
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
-        assert not np.array_equal(ya, yc)
+        assert not np.array_equal(ya, yc) and not np.array_equal(xa, xc)
 
 
 def test_offline_source_is_announced(capsys):

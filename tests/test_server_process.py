@@ -1,5 +1,4 @@
 """`python -m server` as a real process: flags, start-up failures, the contract over HTTP on loopback."""
-import json
 import socket
 import subprocess
 import sys
