@@ -7,7 +7,6 @@ import importlib.util
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +14,8 @@ import time
 
 import numpy as np
 import pytest
+
+from bench.procs import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAVEDMODEL = ROOT / "code" / "zh" / "savedmodel"
@@ -75,12 +76,6 @@ class FakeServing:
 
 def json_answer(status, obj):
     return status, json.dumps(obj).encode(), "application/json"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def one_hot_for(labels):
