@@ -15,7 +15,7 @@ import sys
 
 from . import flags
 from .config import ConfigError
-from .logsetup import configure_logging
+from .logsetup import configure_logging, filter_gpu_probe_noise
 from .options import Options
 
 log = logging.getLogger("server")
@@ -101,5 +101,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if options.rest_enabled:
         check_port_free(options.rest_api_host, options.rest_api_port)
+    filter_gpu_probe_noise()   # before any worker imports TensorFlow
     from .http_server import serve
     return serve(options)
