@@ -102,5 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     if options.rest_enabled:
         check_port_free(options.rest_api_host, options.rest_api_port)
     filter_gpu_probe_noise()   # before any worker imports TensorFlow
+    if not options.rest_enabled:
+        from .worker import serve_in_process
+        return serve_in_process(options)
     from .http_server import serve
     return serve(options)

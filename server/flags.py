@@ -74,6 +74,7 @@ NOT_HONOURED = {
     "use_alts_credentials": "gRPC is not served by this build yet",
     "ssl_config_file": "gRPC is not served by this build yet (the file is read and checked)",
     "enable_serialization_as_tensor_content": "gRPC is not served by this build yet",
+    "rest_api_enable_cors_support": "the REST API does not add CORS headers yet",
     "tensorflow_session_config_file": "the model loader does not take it yet (the file is read and checked)",
     "per_process_gpu_memory_fraction": "the model loader does not take it yet",
     "xla_cpu_compilation_enabled": "the model loader does not take it yet",
@@ -114,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("tensorflow_model_server flags")
 
     def flag(name, help, here, type=str, default=None, metavar="VALUE", **kw):
+        if type is str and default is None:
+            default = ""
         if type is _bool:
             kw.setdefault("nargs", "?")
             kw.setdefault("const", True)

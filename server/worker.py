@@ -175,3 +175,24 @@ def worker_app():
         # This worker's live gauges stop counting once it is gone; its counters stay in the sums.
         atexit.register(monitoring.mark_process_dead, os.getpid())
     return worker.app
+
+
+def serve_in_process(options: Options) -> int:
+    """Without a REST API (--rest_api_port=0, as TF Serving): one Worker in this process serves the other
+    front ends (gRPC) until SIGINT or SIGTERM."""
+    import signal
+    import threading
+
+    if options.workers > 1:
+        log.warning("--workers=%d applies to the REST API only: without it one process serves", options.workers)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    worker = Worker(options).start()
+    log.info("Serving without a REST API (--rest_api_port=0): %d front end(s)", len(worker.front_ends))
+    try:
+        stop.wait()
+    finally:
+        worker.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
