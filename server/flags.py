@@ -126,14 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     # -- front ends
     flag("port", "TCP port for the gRPC API; 0 disables gRPC.", "8500", _port, 8500, "PORT")
-    flag("grpc_socket_path", "If non-empty, also serve the gRPC API on this UNIX socket.", "''")
+    flag("grpc_socket_path", "If non-empty, also serve the gRPC API on this UNIX socket.", "''", metavar="PATH")
     flag("grpc_channel_arguments", "Comma-separated gRPC server channel arguments, e.g. "
-         "grpc.max_connection_age_ms=2000 (numbers are passed as integers).", "''")
+         "grpc.max_connection_age_ms=2000 (numbers are passed as integers).", "''", metavar="ARGS")
     flag("grpc_max_threads", "Most threads of the gRPC server.", "4 x CPUs", _positive_int, 4 * CPUS, "N")
     flag("enable_grpc_healthcheck_service", "Serve the standard gRPC health-checking service.", "false",
          _bool, False)
     flag("ssl_config_file", "An SSLConfig in protobuf text format (server_key, server_cert, custom_ca, "
-         "client_verify): serve gRPC over TLS.", "''")
+         "client_verify): serve gRPC over TLS.", "''", metavar="FILE")
     flag("use_alts_credentials", "Use Google ALTS credentials for gRPC (only on Google Cloud).", "false",
          _bool, False)
     flag("enable_serialization_as_tensor_content", "Write gRPC predict responses' tensors as "
@@ -204,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     flag("xla_cpu_compilation_enabled", "Enable XLA:CPU JIT compilation.", "false", _bool, False)
     flag("xla_gpu_compilation_enabled", "Enable XLA:CPU and XLA:GPU JIT compilation (XLA:GPU has no "
          "effect on a machine without a GPU).", "false", _bool, False)
-    flag("mixed_precision", "Mixed precision mode ('bfloat16' to run float32 models in bfloat16).", "''")
+    flag("mixed_precision", "Mixed precision mode ('bfloat16' to run float32 models in bfloat16).", "''",
+         metavar="MODE")
     flag("remove_unused_fields_from_bundle_metagraph", "Drop the MetaGraphDef fields serving does not "
          "use after load, to save memory.", "true", _bool, True)
     flag("enable_signature_method_name_check", "Check a SignatureDef's method_name against the API "
@@ -223,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
          "{ enable: true } Prometheus metrics are served on the REST port at prometheus_config.path "
          "(default /monitoring/prometheus/metrics), added up over all workers.", "''", str, "", "FILE")
     g.add_argument("--version", action="version", version=f"TensorFlow Serving REST API (Flask) {VERSION}",
-                   help="Print the version and exit.")
+                   help="Print the version and exit." + _default("version", "false"))
 
     x = p.add_argument_group("flags of this server (not in tensorflow_model_server)")
     x.add_argument("--rest_api_host", default="0.0.0.0", metavar="ADDR",
