@@ -74,7 +74,6 @@ NOT_HONOURED = {
     "use_alts_credentials": "gRPC is not served by this build yet",
     "ssl_config_file": "gRPC is not served by this build yet (the file is read and checked)",
     "enable_serialization_as_tensor_content": "gRPC is not served by this build yet",
-    "rest_api_enable_cors_support": "the REST API does not add CORS headers yet",
     "tensorflow_session_config_file": "the model loader does not take it yet (the file is read and checked)",
     "per_process_gpu_memory_fraction": "the model loader does not take it yet",
     "xla_cpu_compilation_enabled": "the model loader does not take it yet",
@@ -146,8 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
          "batch).", "1 (4 x CPUs with batching)", _positive_int, None, "N")
     flag("rest_api_timeout_in_ms", "Timeout for one REST request's model run in milliseconds; 0 = none. "
          "A run past it answers 504 DEADLINE_EXCEEDED.", "30000", _non_negative_int, 30000, "MS")
-    flag("rest_api_enable_cors_support", "Add CORS headers to REST responses and answer OPTIONS "
-         "preflight requests.", "false", _bool, False)
+    flag("rest_api_enable_cors_support", "Add TF Serving's CORS headers (Access-Control-Allow-Origin: *) to "
+         "every REST answer, so that a web page from another origin can call the API, and answer OPTIONS "
+         "preflight requests as TF Serving does.", "false", _bool, False)
     # -- models
     flag("model_name", "Name of the model, as in /v1/models/NAME (ignored with --model_config_file).",
          "default", str, "default", "NAME")
