@@ -27,6 +27,8 @@ import os
 import pathlib
 import random
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,7 +37,6 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from bench.model import MNIST_EXPORT, ROOT, has_versions
-from bench.procs import free_port, stop_group
 from bench.report import BOUND_OF
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -161,6 +162,12 @@ def write_bodies(directory: pathlib.Path) -> dict[str, pathlib.Path]:
 
 # -- processes -----------------------------------------------------------------------------------
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def tree_pids(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -241,7 +248,15 @@ class ServerProcess:
     def stop(self) -> None:
         if self.proc is None:
             return
-        stop_group(self.proc, timeout=10)
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+            except ProcessLookupError:
+                pass
         self._log.close()
 
     def __enter__(self):

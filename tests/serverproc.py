@@ -1,9 +1,11 @@
-"""Start `python -m server` as a real process on a free loopback port, for the tests (bench/procs.py: the
-free port and the process-group stop that the benchmark shares)."""
+"""Start `python -m server` as a real process on a free loopback port, for the tests: the tests' one home
+for a free port and for stopping a server with everything it started."""
 from __future__ import annotations
 
 import os
 import pathlib
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -11,9 +13,30 @@ import time
 
 import requests
 
-from bench.procs import free_port, stop_group
-
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 20) -> int | None:
+    """SIGTERM to the process group of `proc` (started with start_new_session=True), SIGKILL after
+    `timeout` seconds; returns the exit status."""
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+    return proc.returncode
 
 
 class ServerProcess:

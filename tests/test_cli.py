@@ -7,10 +7,9 @@ import time
 
 import pytest
 
-from bench.procs import stop_group
 from server import cli, flags
 
-from .serverproc import ROOT
+from .serverproc import ROOT, stop_group
 
 BASE = ["--rest_api_port=8501", "--model_base_path=/models/m"]
 

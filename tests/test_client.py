@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from bench.procs import free_port
+from .serverproc import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAVEDMODEL = ROOT / "code" / "zh" / "savedmodel"
