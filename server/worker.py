@@ -46,13 +46,13 @@ def make_loader(options: LoaderOptions):
 
 
 def make_warmup(options: LoaderOptions):
-    """`warmup(servable)`, or None for the manager's default (replay once)."""
+    """`warmup(servable) -> number of records replayed` (0 when warm-up is off)."""
     if not options.enable_model_warmup:
         return lambda servable: 0
+    from .warmup import run_warmup
     if options.num_request_iterations_for_warmup > 0:
-        from .warmup import run_warmup
         return functools.partial(run_warmup, num_request_iterations=options.num_request_iterations_for_warmup)
-    return None
+    return run_warmup
 
 
 def make_front_ends(worker: "Worker") -> list:
@@ -83,12 +83,11 @@ class Worker:
         self.metrics = None
         if options.prometheus is not None:
             from . import monitoring
-            from .warmup import run_warmup
             # Values go to the folder the parent made before the fork: every worker's add up.
             self.metrics = monitoring.Metrics(multiprocess_dir=monitoring.multiprocess_dir())
             loader = monitoring.timed_loader(self.metrics, loader)
-            if warmup is None:
-                warmup = monitoring.timed_warmup(self.metrics, run_warmup)
+            if options.enable_model_warmup:
+                warmup = monitoring.timed_warmup(self.metrics, warmup)
         self.manager = ModelManager(
             list(options.models),
             file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,

@@ -104,13 +104,13 @@ def test_worker_passes_the_lifecycle_flags_to_the_manager(testdata, tmp_path):
     worker.stop()
 
 
-@pytest.mark.parametrize("flag, iterations", [([], 1), (["--num_request_iterations_for_warmup=3"], 3)])
-def test_warmup_iterations_flag(flag, iterations, monkeypatch):
+@pytest.mark.parametrize("flags, iterations", [([], [1]), (["--num_request_iterations_for_warmup=3"], [3]),
+                                               (["--enable_model_warmup=false"], [])])
+def test_warmup_flags(flags, iterations, monkeypatch):
     import server.warmup
     calls = []
     monkeypatch.setattr(server.warmup, "run_warmup", lambda s, num_request_iterations=1: calls.append(
-        num_request_iterations))
-    options = cli.build_options(["--rest_api_port=8501", "--model_base_path=/x", *flag], check_paths=False)
-    warmup = worker_mod.make_warmup(options.loader)
-    (warmup or server.warmup.run_warmup)(object())
-    assert calls == [iterations]
+        num_request_iterations) or 5)
+    options = cli.build_options(["--rest_api_port=8501", "--model_base_path=/x", *flags], check_paths=False)
+    assert worker_mod.make_warmup(options.loader)(object()) == (5 if iterations else 0)
+    assert calls == iterations
