@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import importlib.util
 import logging
 import socket
 import sys
@@ -17,6 +16,7 @@ from . import flags
 from .config import ConfigError
 from .logsetup import configure_logging, filter_gpu_probe_noise
 from .options import Options
+from .worker import grpc_front_end_available
 
 log = logging.getLogger("server")
 
@@ -28,8 +28,8 @@ UNSUPPORTED_FLAGS: dict[str, str] = {}
 
 
 def grpc_available() -> bool:
-    """Whether this build has a gRPC front end (the server.grpc package)."""
-    return importlib.util.find_spec(f"{__package__}.grpc") is not None
+    """Whether this build has a gRPC front end (worker.GRPC_FRONT_END)."""
+    return grpc_front_end_available()
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, frozenset[str]]:
@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, froze
                          "e.g. --rest_api_port=8501")
         if args.port == 0 and not args.grpc_socket_path:
             parser.error("At least one of --port, --grpc_socket_path or --rest_api_port must be set")
+    elif args.port != 0 and args.port == args.rest_api_port and grpc_available():
+        parser.error("--rest_api_port cannot be the same as --port: use a different port for the HTTP/REST API")
     if args.use_alts_credentials and args.ssl_config_file:
         parser.error("Either --use_alts_credentials must be false or --ssl_config_file must be empty.")
     if (args.tensorflow_intra_op_parallelism > 0 and args.tensorflow_inter_op_parallelism > 0

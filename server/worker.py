@@ -55,13 +55,29 @@ def make_warmup(options: LoaderOptions):
     return run_warmup
 
 
-def make_front_ends(worker: "Worker") -> list:
-    """The front ends this worker starts itself besides REST (which granian serves with `worker.app`).
+# The gRPC front end: a module of the server.grpc package with a class GrpcFrontEnd(dataplane, options)
+# whose start() serves on options.port / options.grpc_socket_path and whose stop() ends it.
+GRPC_FRONT_END = "grpc.frontend"
 
-    Each is an object with `start()` and `stop()`, made from `worker.dataplane` and `worker.options`: the gRPC
-    server belongs here (`options.grpc_enabled`, `options.port`, `options.grpc_socket_path`, ...).
-    """
-    return []
+
+def grpc_front_end_available() -> bool:
+    """Whether this build has the gRPC front end (server/grpc/frontend.py)."""
+    import importlib.util
+    try:
+        return importlib.util.find_spec(f"{__package__}.{GRPC_FRONT_END}") is not None
+    except ModuleNotFoundError:      # no server.grpc package at all
+        return False
+
+
+def make_front_ends(worker: "Worker") -> list:
+    """The front ends this worker starts itself besides REST (which granian serves with `worker.app`):
+    objects with `start()` and `stop()`, made from `worker.dataplane` and `worker.options`."""
+    front_ends = []
+    if worker.options.grpc_enabled and grpc_front_end_available():
+        import importlib
+        module = importlib.import_module(f"{__package__}.{GRPC_FRONT_END}")
+        front_ends.append(module.GrpcFrontEnd(worker.dataplane, worker.options))
+    return front_ends
 
 
 class Worker:

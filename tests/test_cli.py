@@ -66,6 +66,9 @@ def test_no_rest_port_needs_a_grpc_front_end(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         cli.parse_args(["--model_base_path=/models/m", "--port=0"])
     assert "At least one of --port, --grpc_socket_path or --rest_api_port must be set" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--model_base_path=/models/m", "--port=8501", "--rest_api_port=8501"])
+    assert "--rest_api_port cannot be the same as --port" in capsys.readouterr().err
 
 
 def test_flags_that_change_nothing_yet_are_named_in_one_warning_each(caplog):

@@ -114,3 +114,30 @@ def test_warmup_flags(flags, iterations, monkeypatch):
     options = cli.build_options(["--rest_api_port=8501", "--model_base_path=/x", *flags], check_paths=False)
     assert worker_mod.make_warmup(options.loader)(object()) == (5 if iterations else 0)
     assert calls == iterations
+
+
+def test_grpc_front_end_is_started_and_stopped_with_the_worker(testdata, monkeypatch):
+    import sys
+    import types
+    events = []
+
+    class GrpcFrontEnd:
+        def __init__(self, dataplane, options):
+            events.append(("made", dataplane is not None, options.port))
+
+        def start(self):
+            events.append("start")
+
+        def stop(self):
+            events.append("stop")
+
+    monkeypatch.setitem(sys.modules, "server.grpc.frontend", types.SimpleNamespace(GrpcFrontEnd=GrpcFrontEnd))
+    monkeypatch.setattr(worker_mod, "grpc_front_end_available", lambda: True)
+    base = ["--rest_api_port=8501", "--model_name=m", f"--model_base_path={testdata / 'saved_model_half_plus_two_cpu'}",
+            "--file_system_poll_wait_seconds=0"]
+    worker = worker_mod.Worker(cli.build_options([*base, "--port=9123"]))
+    assert events == [("made", True, 9123)]
+    worker.start()
+    worker.stop()
+    assert events == [("made", True, 9123), "start", "stop"]
+    assert worker_mod.Worker(cli.build_options([*base, "--port=0"])).front_ends == []   # gRPC off
