@@ -447,7 +447,11 @@ class ModelManager:
                 plans.append((model, *self._plan(model)))
             except Exception:
                 log.exception("Scanning model %s failed", model.name)
-        loads = [self._load_pool.submit(self._load, v, fp) for _, _, to_load in plans for v, fp in to_load]
+        def load(v, fp):
+            if not self._stopping.is_set():     # a load still queued when the server stops never starts
+                self._load(v, fp)
+
+        loads = [self._load_pool.submit(load, v, fp) for _, _, to_load in plans for v, fp in to_load]
         for future in loads:
             future.result()
         for model, wanted, _ in plans:
