@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-requirements
 NODE_DIR := code/zh/savedmodel
 NODE_STAMP := $(NODE_DIR)/node_modules/.package-lock.json
 
-.PHONY: setup node-deps wrk demo test html bench exercises clean
+.PHONY: setup node-deps wrk demo lint test html bench exercises clean
 
 setup: $(STAMP)
 
@@ -38,7 +38,11 @@ $(STAMP): requirements.txt
 demo: setup
 	$(PY) scripts/demo.py
 
-test: setup node-deps wrk
+# ruff (pinned in requirements.txt, settings in ruff.toml): unused imports, style, import order.
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint setup node-deps wrk
 	$(PY) -m pytest
 
 html: setup

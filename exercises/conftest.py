@@ -72,6 +72,7 @@ class Mnist:
     def __init__(self, workdir: pathlib.Path):
         import numpy as np
         import tensorflow as tf
+
         import train_and_export as tae
         from mnist_loader import MNISTLoader
 

@@ -11,6 +11,7 @@ from checklib import call, publish
 @pytest.mark.exercise
 def test_ex4_second_signature(load_exercise, request, tmp_path):
     import tensorflow as tf
+
     import train_and_export as tae
 
     ex = load_exercise("ex4_second_signature")

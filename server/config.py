@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from server.errors import ServingError
+from . import textproto
+from .errors import ServingError
 
 TENSORFLOW_PLATFORM = "tensorflow"
 
@@ -50,24 +50,15 @@ def is_version_dir_name(name: str) -> bool:
 
 
 def parse_config_text(text: str, source: str = "<config>") -> model_server_config_pb2.ModelServerConfig:
-    config = model_server_config_pb2.ModelServerConfig()
-    try:
-        text_format.Parse(text, config)
-    except text_format.ParseError as e:
-        raise ConfigError(f"Invalid ModelServerConfig in {source}: {e}") from None
-    return config
+    """A ModelServerConfig in text format; a syntax error raises ConfigError with TF Serving's wording
+    ("Error parsing text-format tensorflow.serving.ModelServerConfig: 1:1: ...")."""
+    return textproto.parse(text, model_server_config_pb2.ModelServerConfig(),
+                           f"Invalid ModelServerConfig in {source}: ", ConfigError)
 
 
 def read_text_file(path, what: str, error: type[Exception] = ConfigError) -> str:
-    """The text of a protobuf text-format file that a flag names (`what`, e.g. "model config");
-    an unreadable or non-UTF-8 file raises `error` with one sentence naming the file."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as e:
-        raise error(f"Cannot read {what} file '{path}': {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise error(f"Invalid protobuf file: '{path}': not UTF-8 text") from None
+    """The text of a protobuf text-format file that a flag names (see textproto.read_text)."""
+    return textproto.read_text(path, what, error)
 
 
 def read_config_file(path: str, check_paths: bool = True) -> list[ModelSettings]:

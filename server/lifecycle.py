@@ -12,7 +12,17 @@ Like TF Serving's ServerCore + AspiredVersionsManager, in one small class:
   out with one atomic list append (see ModelManager._checkout).
 - States and messages follow TF Serving (START, LOADING, AVAILABLE, UNLOADING, END; "Servable not
   found for request: Latest(m)", "Could not find version 3 of model m", ...).
-- A version that failed to load keeps its error (END + error status) and is retried when its files change.
+- A failed load is retried `max_num_load_retries` times, `load_retry_interval_micros` apart (TF Serving's
+  LoaderHarness); a version that still fails keeps its error (END + error status) and is tried again
+  when its files change.
+- `num_load_threads` / `num_unload_threads` > 0: versions load / unload that many at a time in a
+  thread pool; 0 (the default): one at a time in the manager's thread.
+- Version labels follow TF Serving's ServerCore: a label may only name an AVAILABLE version, unless
+  `allow_version_labels_for_unavailable_models` is set and the label is not in use yet. The labels of
+  a model that serves no version yet (at start, or added by a reload) wait for their versions to load,
+  as TF Serving waits for new models before it assigns their labels (meanwhile they answer
+  UNAVAILABLE); a reloaded config whose labels break the rule keeps the labels in force and logs TF
+  Serving's error.
 """
 from __future__ import annotations
 
@@ -21,14 +31,15 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
 from tensorflow_serving.apis import get_model_status_pb2
 
-from server import config as config_mod
-from server.config import ConfigError, ModelSettings
-from server.errors import ServingError
+from . import config as config_mod
+from .config import ConfigError, ModelSettings
+from .errors import ServingError
 
 log = logging.getLogger("server.lifecycle")
 
@@ -125,23 +136,37 @@ class ModelManager:
     warmup(servable) runs before a version becomes AVAILABLE (server.warmup.run_warmup by default).
     on_state(name, version, state_name, error) is called after every state change, with the manager's
     lock held: it may log or record, but must not call back into the manager.
+    The keyword arguments are tensorflow_model_server's flags of the same names (max_num_load_retries
+    defaults to 0 here, a single attempt; the command line passes TF Serving's default, 5).
     """
 
     def __init__(self, models: list[ModelSettings], *, file_system_poll_wait_seconds: float = 1.0,
                  loader: Callable | None = None, warmup: Callable | None = None,
-                 on_state: Callable | None = None):
+                 on_state: Callable | None = None, max_num_load_retries: int = 0,
+                 load_retry_interval_micros: int = 60_000_000, num_load_threads: int = 0,
+                 num_unload_threads: int = 0, allow_version_labels_for_unavailable_models: bool = False):
         if loader is None:
-            from server.servable import load_servable as loader
+            from .servable import load_servable as loader
         if warmup is None:
-            from server.warmup import run_warmup as warmup
+            from .warmup import run_warmup as warmup
         self._loader, self._warmup, self._on_state = loader, warmup, on_state
         self._poll = float(file_system_poll_wait_seconds)
+        self._max_retries = max(0, int(max_num_load_retries))
+        self._retry_interval = max(0, load_retry_interval_micros) / 1e6
+        self._load_pool = ThreadPoolExecutor(num_load_threads, "model-load") if num_load_threads > 0 else None
+        self._unload_pool = (ThreadPoolExecutor(num_unload_threads, "model-unload")
+                             if num_unload_threads > 0 else None)
+        self._allow_unavailable_labels = allow_version_labels_for_unavailable_models
         self._settings: dict[str, ModelSettings] = {m.name: m for m in models}
         self._versions: dict[str, dict[int, _Version]] = {}  # every version ever seen, per model
         # One lock for every change; `_cond` waits on it. Requests do not take it (see _checkout).
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._routes: dict[str, _Routes] = {}
+        # Labels in force, and those of a config still waiting for their model's versions to load.
+        self._labels: dict[str, dict[str, int]] = {}
+        self._pending_labels: dict[str, dict[str, int]] = {m.name: dict(m.labels) for m in models}
+        self._apply_pending_labels()
         self._publish()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -169,8 +194,10 @@ class ModelManager:
             loaded = [v for v in self._all() if v.servable is not None]
             for v in loaded:
                 self._set(v, UNLOADING)
-        for v in loaded:
-            self._unload(v)
+        self._unload_all(loaded)
+        for pool in (self._load_pool, self._unload_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
 
     def wait_until_settled(self, timeout: float | None = None) -> bool:
         """Block until a full pass that began after this call has finished: the load attempts for
@@ -191,6 +218,7 @@ class ModelManager:
             raise ConfigError("Illegal to list a model multiple times in config list")
         with self._cond:
             self._settings = {m.name: m for m in models}
+            self._update_labels(models)
             self._publish()
             self._scan_requested = True
         log.info("Model config applied: %s", ", ".join(names))
@@ -279,8 +307,51 @@ class ModelManager:
         for name, settings in self._settings.items():
             available = {n: v for n, v in self._versions.get(name, {}).items() if v.state == AVAILABLE}
             latest = available[max(available)] if available else None
-            routes[name] = _Routes(available, latest, dict(settings.labels))
+            # Labels still waiting for their model to load are known already: they answer UNAVAILABLE.
+            labels = {**self._labels.get(name, {}), **self._pending_labels.get(name, {})}
+            routes[name] = _Routes(available, latest, labels)
         self._routes = routes
+
+    # ------------------------------------------------------------------ labels
+
+    def _label_allowed(self, name: str, label: str, version: int, in_force: dict[str, int]) -> bool:
+        v = self._versions.get(name, {}).get(version)
+        if v is not None and v.state == AVAILABLE:
+            return True
+        # TF Serving: only a label not in use may name a version that is not available.
+        return self._allow_unavailable_labels and label not in in_force
+
+    def _update_labels(self, models: list[ModelSettings]) -> None:
+        """A new config's labels (caller holds the lock): models that serve already get theirs now,
+        all or nothing, by TF Serving's rule; models still loading get theirs once their versions are
+        AVAILABLE."""
+        new_labels, pending, refused = {}, {}, False
+        for m in models:
+            if not any(v.state == AVAILABLE for v in self._versions.get(m.name, {}).values()):
+                pending[m.name] = dict(m.labels)
+                continue
+            in_force = self._labels.get(m.name, {})
+            new_labels[m.name] = dict(m.labels)
+            for label, version in sorted(m.labels.items()):
+                if not refused and not self._label_allowed(m.name, label, version, in_force):
+                    log.error("Request to assign label to version %d of model %s, which is not currently "
+                              "available for inference (label %s); the labels in force are kept",
+                              version, m.name, label)
+                    refused = True
+        if refused:
+            new_labels = {name: self._labels.get(name, {}) for name in new_labels}
+        self._labels = new_labels
+        self._pending_labels = pending
+        self._apply_pending_labels()
+
+    def _apply_pending_labels(self) -> None:
+        """Put in force every waiting label that may be (caller holds the lock or is the constructor)."""
+        for name, waiting in self._pending_labels.items():
+            in_force = self._labels.setdefault(name, {})
+            for label, version in list(waiting.items()):
+                if self._label_allowed(name, label, version, in_force):
+                    in_force[label] = version
+                    del waiting[label]
 
     def status(self, name: str, version: int | None = None,
                label: str | None = None) -> get_model_status_pb2.GetModelStatusResponse:
@@ -343,13 +414,16 @@ class ModelManager:
             self._last_scan = time.monotonic()
             with self._cond:
                 settings = dict(self._settings)
-            for model in settings.values():
-                if self._stopping.is_set():
-                    return
-                try:
-                    self._sync_model(model)
-                except Exception:  # one model's trouble must not stop the others
-                    log.exception("Scanning model %s failed", model.name)
+            if self._load_pool is None:
+                for model in settings.values():
+                    if self._stopping.is_set():
+                        return
+                    try:
+                        self._sync_model(model)
+                    except Exception:  # one model's trouble must not stop the others
+                        log.exception("Scanning model %s failed", model.name)
+            else:
+                self._sync_models_in_pool(list(settings.values()))
             with self._cond:  # models dropped from the config: unload everything they have
                 gone = [v for n, vs in self._versions.items() if n not in self._settings
                         for v in vs.values() if v.state == AVAILABLE]
@@ -358,6 +432,34 @@ class ModelManager:
         self._reap()
 
     def _sync_model(self, model: ModelSettings) -> None:
+        wanted, to_load = self._plan(model)
+        for v, fp in to_load:
+            if self._stopping.is_set():
+                return
+            self._load(v, fp)
+        self._retire(model, wanted)
+
+    def _sync_models_in_pool(self, models: list[ModelSettings]) -> None:
+        """--num_load_threads: every model's new versions load at once, that many at a time."""
+        plans = []
+        for model in models:
+            try:
+                plans.append((model, *self._plan(model)))
+            except Exception:
+                log.exception("Scanning model %s failed", model.name)
+        def load(v, fp):
+            if not self._stopping.is_set():     # a load still queued when the server stops never starts
+                self._load(v, fp)
+
+        loads = [self._load_pool.submit(load, v, fp) for _, _, to_load in plans for v, fp in to_load]
+        for future in loads:
+            future.result()
+        for model, wanted, _ in plans:
+            if not self._stopping.is_set():
+                self._retire(model, wanted)
+
+    def _plan(self, model: ModelSettings) -> tuple[set[int], list]:
+        """The versions the policy wants, and those of them to load now (newest first)."""
         on_disk = discover_versions(model.name, model.base_path)
         wanted = model.select(set(on_disk))
         with self._cond:
@@ -376,11 +478,12 @@ class ModelManager:
                     v = known[n] = _Version(model.name, n, on_disk[n])
                     self._set(v, START)
                 to_load.append((v, fp))
-        for v, fp in to_load:
-            if self._stopping.is_set():
-                return
-            self._load(v, fp)
+        return wanted, to_load
+
+    def _retire(self, model: ModelSettings, wanted: set[int]) -> None:
+        """Unload the versions the policy no longer wants, once a wanted one is AVAILABLE."""
         with self._cond:
+            known = self._versions.setdefault(model.name, {})
             if any(known[n].state == AVAILABLE for n in wanted if n in known) or not wanted:
                 for n, v in known.items():
                     if n not in wanted and v.state == AVAILABLE:
@@ -391,17 +494,17 @@ class ModelManager:
             v.fingerprint = fp
             self._set(v, LOADING)
         log.info("Loading servable version %s %d from %s", v.name, v.version, v.path)
-        servable, error = None, None
-        try:
-            servable = self._loader(v.name, v.version, v.path)
-            self._warmup(servable)
-        except ServingError as e:
-            error = e
-        except Exception as e:  # a loader bug or an unexpected TF error: report it, keep serving
-            error = ServingError("UNKNOWN", f"{type(e).__name__}: {e}")
-        if error is not None and servable is not None:
-            _safe_unload(servable)
-            servable = None
+        retries = 0
+        while True:
+            servable, error = self._load_once(v)
+            if error is None or retries >= self._max_retries or self._stopping.is_set():
+                break
+            retries += 1
+            log.warning("Loading servable version %s %d failed: %s: %s; retry %d of %d in %g s",
+                        v.name, v.version, error.code, error.message, retries, self._max_retries,
+                        self._retry_interval)
+            if self._stopping.wait(self._retry_interval):
+                break
         with self._cond:
             if error is None:
                 v.servable = servable
@@ -415,12 +518,34 @@ class ModelManager:
             log.error("Loading servable version %s %d from %s failed: %s: %s",
                       v.name, v.version, v.path, error.code, error.message)
 
+    def _load_once(self, v: _Version):
+        """One load attempt (load + warm-up): (servable, None) or (None, ServingError)."""
+        servable, error = None, None
+        try:
+            servable = self._loader(v.name, v.version, v.path)
+            self._warmup(servable)
+        except ServingError as e:
+            error = e
+        except Exception as e:  # a loader bug or an unexpected TF error: report it, keep serving
+            error = ServingError("UNKNOWN", f"{type(e).__name__}: {e}")
+        if error is not None and servable is not None:
+            _safe_unload(servable)
+            servable = None
+        return servable, error
+
     def _reap(self) -> None:
         """Unload the UNLOADING versions that no request holds any more."""
         with self._cond:
             idle = [v for v in self._all() if v.state == UNLOADING and v.refs == 0]
-        for v in idle:
-            self._unload(v)
+        self._unload_all(idle)
+
+    def _unload_all(self, versions: list) -> None:
+        if self._unload_pool is None or len(versions) < 2:
+            for v in versions:
+                self._unload(v)
+            return
+        for future in [self._unload_pool.submit(self._unload, v) for v in versions]:
+            future.result()
 
     def _unload(self, v: _Version) -> None:
         if v.servable is not None:
@@ -435,6 +560,8 @@ class ModelManager:
         v.state = state
         if state in (START, LOADING):
             v.error = None
+        if state == AVAILABLE and self._pending_labels.get(v.name):
+            self._apply_pending_labels()
         self._publish()
         if self._on_state is not None:
             try:

@@ -5,9 +5,9 @@ Three parts:
 * `read_config_file` / `parse_config`: the `--monitoring_config_file`, a
   `tensorflow.serving.MonitoringConfig` message in protobuf text format. The message lives in TF
   Serving's `tensorflow_serving/config/monitoring_config.proto`, which the tensorflow-serving-api
-  wheel does not ship, so the message classes are built here from a descriptor with the same
-  package, names, numbers and types; protobuf's own `text_format` parses the file, so unknown
-  fields and bad syntax fail with protobuf's messages. An empty `path` means TF Serving's default,
+  wheel does not ship, so the message classes are built (textproto.message_classes) from a
+  descriptor with the same package, names, numbers and types; protobuf's own `text_format` parses
+  the file, so unknown fields and bad syntax fail with protobuf's messages. An empty `path` means TF Serving's default,
   `/monitoring/prometheus/metrics` (PrometheusExporter::kPrometheusPath).
 
 * `Metrics`: the collectors of one app, made with prometheus-client and named as TF Serving names
@@ -30,36 +30,22 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
-
-from server.config import ConfigError, read_text_file
+from . import textproto
+from .config import ConfigError
 
 # ---------------------------------------------------------------------------------------------
 # MonitoringConfig
 # ---------------------------------------------------------------------------------------------
 
-_PROTO_FILE = "tensorflow_serving/config/monitoring_config.proto"
 DEFAULT_PATH = "/monitoring/prometheus/metrics"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-
-def _build_message_classes():
-    # A private pool: never clashes with a real monitoring_config_pb2 imported elsewhere.
-    F = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(name=_PROTO_FILE, package="tensorflow.serving", syntax="proto3")
-    prometheus = fdp.message_type.add(name="PrometheusConfig")
-    prometheus.field.add(name="enable", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_BOOL)
-    prometheus.field.add(name="path", number=2, label=F.LABEL_OPTIONAL, type=F.TYPE_STRING)
-    monitoring = fdp.message_type.add(name="MonitoringConfig")
-    monitoring.field.add(name="prometheus_config", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_MESSAGE,
-                         type_name=".tensorflow.serving.PrometheusConfig")
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return (message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig")),
-            message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.PrometheusConfig")))
-
-
-MonitoringConfigProto, PrometheusConfigProto = _build_message_classes()
+_OPT = textproto.OPTIONAL
+_CLASSES = textproto.message_classes("tensorflow_serving/config/monitoring_config.proto", "tensorflow.serving", {
+    "PrometheusConfig": [("enable", 1, _OPT, textproto.BOOL, None), ("path", 2, _OPT, textproto.STRING, None)],
+    "MonitoringConfig": [("prometheus_config", 1, _OPT, textproto.MESSAGE, ".tensorflow.serving.PrometheusConfig")],
+})
+MonitoringConfigProto, PrometheusConfigProto = _CLASSES["MonitoringConfig"], _CLASSES["PrometheusConfig"]
 
 
 @dataclass(frozen=True)
@@ -71,11 +57,7 @@ class PrometheusSettings:
 
 def parse_config(text: str, source: str = "<monitoring config>") -> PrometheusSettings:
     """A MonitoringConfig in protobuf text format; raises ConfigError with one clear sentence."""
-    msg = MonitoringConfigProto()
-    try:
-        text_format.Parse(text, msg)
-    except text_format.ParseError as e:
-        raise ConfigError(f"Invalid protobuf file: '{source}': {e}") from None
+    msg = textproto.parse(text, MonitoringConfigProto(), f"Invalid protobuf file: '{source}': ", ConfigError)
     config = msg.prometheus_config
     path = config.path or DEFAULT_PATH
     if config.enable and not path.startswith("/"):
@@ -86,7 +68,7 @@ def parse_config(text: str, source: str = "<monitoring config>") -> PrometheusSe
 
 def read_config_file(path: str | os.PathLike) -> PrometheusSettings:
     """`--monitoring_config_file`; raises ConfigError (unreadable, not text, bad syntax, unknown field)."""
-    return parse_config(read_text_file(path, "monitoring config"), str(path))
+    return parse_config(textproto.read_text(path, "monitoring config", ConfigError), str(path))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Start `python -m server` as a real process on a free loopback port, for tests and the benchmark."""
+"""Start `python -m server` as a real process on a free loopback port, for the tests: the tests' one home
+for a free port and for stopping a server with everything it started."""
 from __future__ import annotations
 
 import os
@@ -16,9 +17,26 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 20) -> int | None:
+    """SIGTERM to the process group of `proc` (started with start_new_session=True), SIGKILL after
+    `timeout` seconds; returns the exit status."""
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+    return proc.returncode
 
 
 class ServerProcess:
@@ -42,17 +60,7 @@ class ServerProcess:
         os.unlink(self._log.name)
 
     def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        except ProcessLookupError:
-            pass
-        return self.proc.returncode
+        return stop_group(self.proc, timeout=20) if self.proc is not None else None
 
     def log_lines(self) -> list[str]:
         return pathlib.Path(self._log.name).read_text(errors="replace").splitlines()
@@ -81,7 +89,8 @@ class ServerProcess:
             elif any(s.get("state") == "AVAILABLE" and version in (None, s.get("version")) for s in statuses):
                 return doc
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} not AVAILABLE after {timeout} s: {doc}\n" + "\n".join(self.log_lines()[-30:]))
+                raise TimeoutError(f"{name} not AVAILABLE after {timeout} s: {doc}\n"
+                                   + "\n".join(self.log_lines()[-30:]))
             time.sleep(0.1)
 
     def wait_log(self, needle: str, timeout: float = 10) -> str:

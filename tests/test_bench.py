@@ -52,7 +52,8 @@ def test_quick_bench_end_to_end(tmp_path, wrk, mlp_run):
     assert len(rows) == 6, md
     for system, scenario, rps in rows:
         assert rps > 0, (system, scenario, md)
-    assert re.search(r"\| server x2\+batching \| 1 image, 8 conns \| 8 \| [\d,.]+ \| [\d,]+ \| [\d.]+ \| [\d.]+ \| 0 \|",
+    assert re.search(r"\| server x2\+batching \| 1 image, 8 conns \| 8 \| [\d,.]+ \| [\d,]+ \| [\d.]+ "
+                     r"\| [\d.]+ \| 0 \|",
                      md), md
     # The CSV (the chapter's table) holds the same rows, names with commas quoted.
     with open(tmp_path / "results.csv", newline="", encoding="utf-8") as f:

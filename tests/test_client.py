@@ -2,13 +2,11 @@
 TF Serving's REST API: request format, printed output, and the one-sentence errors.
 
 The end-to-end test against the project's real server lives with the server's tests."""
-import contextlib
 import http.server
 import importlib.util
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +14,8 @@ import time
 
 import numpy as np
 import pytest
+
+from .serverproc import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAVEDMODEL = ROOT / "code" / "zh" / "savedmodel"
@@ -76,12 +76,6 @@ class FakeServing:
 
 def json_answer(status, obj):
     return status, json.dumps(obj).encode(), "application/json"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def one_hot_for(labels):

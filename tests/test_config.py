@@ -1,8 +1,14 @@
 """server/config.py: the serving config from flags or a ModelServerConfig text file, and its validation."""
 import pytest
 
-from server.config import ConfigError, ModelSettings, parse_config_text, read_config_file, \
-    settings_from_proto, single_model
+from server.config import (
+    ConfigError,
+    ModelSettings,
+    parse_config_text,
+    read_config_file,
+    settings_from_proto,
+    single_model,
+)
 
 
 def make_base(tmp_path, *versions):

@@ -16,7 +16,6 @@ What "matches" means, per recorded file (COMPARE below):
             within 0.05 (a trained model's probabilities).
 """
 import json
-import os
 import pathlib
 import re
 import subprocess
@@ -133,7 +132,8 @@ def test_flag_table_names_real_server_flags():
     from server.cli import UNSUPPORTED_FLAGS
 
     help_text = (OUTPUTS / "server_help.txt").read_text(encoding="utf-8")
-    table = (DOCS / "serving.rst").read_text(encoding="utf-8").split(".. _serving_flags:")[1].split(".. _serving_call:")[0]
+    chapter = (DOCS / "serving.rst").read_text(encoding="utf-8")
+    table = chapter.split(".. _serving_flags:")[1].split(".. _serving_call:")[0]
     rows = re.findall(r"^\s+\* - ``(--\w+)``\n\s+- (.*(?:\n\s{8}\S.*)*)", table, flags=re.M)
     assert len(rows) >= 12
     for flag, meaning in rows:

@@ -23,7 +23,8 @@ def publish(src, base, version):
 
 def states(server, name):
     doc = server.status(name) or {}
-    return {s["version"]: (s["state"], s["status"].get("error_message", "")) for s in doc.get("model_version_status", [])}
+    return {s["version"]: (s["state"], s["status"].get("error_message", ""))
+            for s in doc.get("model_version_status", [])}
 
 
 def wait_for(predicate, timeout=60):
@@ -73,7 +74,7 @@ def test_swap_under_load_and_broken_version(testdata, tmp_path):
     base.mkdir()
     publish(testdata / HALF_PLUS_TWO, base, 1)
     with ServerProcess(["--model_name=hpt", f"--model_base_path={base}", "--file_system_poll_wait_seconds=1",
-                        "--rest_api_num_threads=4"]) as server:
+                        "--rest_api_num_threads=4", "--max_num_load_retries=0"]) as server:
         server.wait_available("hpt", "1")
         with Load(f"{server.url}/v1/models/hpt:predict") as load:
             wait_for(lambda: load.ok > 20)

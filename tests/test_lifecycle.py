@@ -457,3 +457,99 @@ def test_two_model_config_serves_one_and_reports_the_other(tmp_path, testdata):
                 predict(m, "half_plus_three")
     finally:
         m.stop()
+
+
+# -- tensorflow_model_server's loading flags -------------------------------------------------
+
+class FlakyLoader(FakeLoader):
+    """Fails the first `failures` load attempts of every version, then loads."""
+
+    def __init__(self, failures):
+        super().__init__()
+        self.failures, self.attempts = failures, {}
+
+    def __call__(self, name, version, path):
+        n = self.attempts[(name, version)] = self.attempts.get((name, version), 0) + 1
+        if n <= self.failures:
+            raise ServingError("UNAVAILABLE", f"attempt {n} failed")
+        return super().__call__(name, version, path)
+
+
+def test_a_version_that_fails_twice_loads_on_the_third_try(base, make_manager):
+    (base / "1").mkdir()
+    loader = FlakyLoader(failures=2)
+    m = make_manager([ModelSettings("m", str(base))], loader=loader, max_num_load_retries=2,
+                     load_retry_interval_micros=1000)
+    assert served(m) == 1 and loader.attempts == {("m", 1): 3}
+    assert states(m, "m") == {1: "AVAILABLE"}
+
+
+def test_load_retries_give_up_after_max_num_load_retries(base, make_manager):
+    (base / "1").mkdir()
+    loader = FlakyLoader(failures=2)
+    m = make_manager([ModelSettings("m", str(base))], loader=loader, max_num_load_retries=1,
+                     load_retry_interval_micros=-1)
+    assert loader.attempts == {("m", 1): 2}
+    (status,) = m.status("m").model_version_status
+    assert State.State.Name(status.state) == "END" and status.status.error_message == "attempt 2 failed"
+    m2 = make_manager([ModelSettings("m", str(base))], loader=FlakyLoader(failures=1))  # default: one try
+    assert states(m2, "m") == {1: "END"}
+
+
+def test_num_load_threads_loads_versions_at_the_same_time(tmp_path, make_manager):
+    for name in ("a", "b"):
+        (tmp_path / name / "1").mkdir(parents=True)
+    barrier = threading.Barrier(2, timeout=10)  # both loads must be under way together to pass it
+    threads = set()
+
+    class Meeting(FakeLoader):
+        def __call__(self, name, version, path):
+            barrier.wait()
+            threads.add(threading.current_thread().name)
+            return super().__call__(name, version, path)
+
+    m = make_manager([ModelSettings(n, str(tmp_path / n)) for n in ("a", "b")], loader=Meeting(),
+                     num_load_threads=2)
+    assert served(m, "a") == 1 and served(m, "b") == 1
+    assert len(threads) == 2 and all(t.startswith("model-load") for t in threads)
+
+
+def test_num_unload_threads_unloads_in_its_pool(base, make_manager):
+    (base / "1").mkdir()
+    (base / "2").mkdir()
+    unloaded_in = []
+
+    class Tracked(FakeServable):
+        def unload(self):
+            unloaded_in.append(threading.current_thread().name)
+            super().unload()
+
+    m = make_manager([ModelSettings("m", str(base), policy="all")],
+                     loader=lambda n, v, p: Tracked(n, v, p), num_unload_threads=2)
+    assert m.available_versions("m") == [1, 2]
+    m.stop()
+    assert len(unloaded_in) == 2 and all(t.startswith("model-unload") for t in unloaded_in)
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_allow_version_labels_for_unavailable_models(base, make_manager, allow):
+    (base / "1").mkdir()
+    settings = dict(name="m", base_path=str(base), policy="all")
+    m = make_manager([ModelSettings(**settings, labels={"stable": 1, "next": 3})],
+                     allow_version_labels_for_unavailable_models=allow)
+    assert served(m, label="stable") == 1
+    with pytest.raises(ServingError) as e:        # the model's first labels wait for their versions
+        served(m, label="next")
+    assert e.value.code == "UNAVAILABLE" and "not available yet" in e.value.message
+    (base / "3").mkdir()
+    assert m.wait_until_settled(10)
+    assert served(m, label="next") == 3
+    # A label in use moves only to an AVAILABLE version, whatever the flag: the update is refused whole.
+    m.reload_config([ModelSettings(**settings, labels={"stable": 9, "next": 1})])
+    assert served(m, label="stable") == 1 and served(m, label="next") == 3
+    # A new label for a version that is not available: only with the flag.
+    m.reload_config([ModelSettings(**settings, labels={"stable": 3, "canary": 9})])
+    assert served(m, label="stable") == (3 if allow else 1)
+    with pytest.raises(ServingError) as e:
+        served(m, label="canary")
+    assert e.value.code == ("UNAVAILABLE" if allow else "INVALID_ARGUMENT")

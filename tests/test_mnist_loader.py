@@ -63,7 +63,7 @@ def test_get_batch_is_seeded():
         assert ya.shape == (50,) and ya.dtype == np.int32
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
-        assert not np.array_equal(ya, yc)
+        assert not np.array_equal(ya, yc) and not np.array_equal(xa, xc)
 
 
 def test_offline_source_is_announced(capsys):
@@ -96,3 +96,11 @@ def test_uses_keras_mnist_when_it_loads(monkeypatch, capsys):
     assert loader.train_data.shape == (600, 28, 28, 1) and loader.train_data.dtype == np.float32
     np.testing.assert_allclose(loader.train_data[..., 0] * 255.0, train_x[:600], atol=1e-4)
     assert loader.train_label.dtype == np.int32
+
+
+def test_default_num_epochs_follows_the_data_size(loader, monkeypatch):
+    # Both training scripts take their default from here: 10 rounds of the 4,000 offline digits,
+    # 1 round of the full 60,000 (the handbook's setting).
+    assert loader.default_num_epochs() == 10
+    monkeypatch.setattr(loader, "num_train_data", 60000)
+    assert loader.default_num_epochs() == 1

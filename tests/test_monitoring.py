@@ -13,11 +13,11 @@ import requests
 from prometheus_client import CollectorRegistry
 
 from server import config, monitoring
-from server.rest.app import create_app
 from server.config import ConfigError
 from server.dataplane import DataPlane
-from server.rest.handlers import RestAPI
 from server.lifecycle import ModelManager
+from server.rest.app import create_app
+from server.rest.handlers import RestAPI
 from server.servable import load_servable
 
 from .serverproc import ROOT, ServerProcess

@@ -1,5 +1,4 @@
 """`python -m server` as a real process: flags, start-up failures, the contract over HTTP on loopback."""
-import json
 import socket
 import subprocess
 import sys
@@ -83,7 +82,8 @@ model_config_list {{
   config {{ name: "half_plus_three" base_path: "{testdata}/saved_model_half_plus_three"
            model_platform: "tensorflow" }}
 }}""")
-    with ServerProcess([f"--model_config_file={cfg}"]) as server:
+    # A version that fails to load is reported at once (tensorflow_model_server's default retries 5 times).
+    with ServerProcess([f"--model_config_file={cfg}", "--max_num_load_retries=0"]) as server:
         server.wait_available("half_plus_two")
         yield server
 
@@ -147,3 +147,13 @@ def test_request_errors_are_logged_one_line_each(served):
 def test_loaded_versions_are_logged(served):
     line = served.wait_log("Successfully loaded servable version half_plus_two 124")
     assert "saved_model_half_plus_two_2_versions" in line
+
+
+def test_log_has_no_gpu_probe_noise_on_a_machine_without_a_gpu(served):
+    from server.logsetup import has_nvidia_driver
+    if has_nvidia_driver():
+        pytest.skip("on a machine with an NVIDIA driver TensorFlow's GPU messages are kept")
+    served.wait_log("Successfully loaded servable version half_plus_two")   # the worker has started TensorFlow
+    log = "\n".join(served.log_lines())
+    assert "Could not find cuda drivers" not in log and "failed call to cuInit" not in log, log
+    assert "Loading servable version half_plus_three" in log   # the server's own lines all pass

@@ -2,9 +2,6 @@
 loading, saved_model_cli, versioning and atomic export.
 
 Both models are trained once per session with the scripts' default settings (offline MNIST)."""
-import contextlib
-import importlib.util
-import io
 import os
 import pathlib
 import subprocess
@@ -19,8 +16,9 @@ SAVEDMODEL = ROOT / "code" / "zh" / "savedmodel"
 sys.path.insert(0, str(SAVEDMODEL))
 
 import export_util  # noqa: E402
-from .conftest import load_script  # noqa: E402
 from mnist_loader import MNISTLoader  # noqa: E402
+
+from .conftest import load_script  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -31,11 +31,6 @@ def build_model():
     ])
 
 
-def default_num_epochs(data_loader):
-    # 完整的 MNIST 训练 1 轮；离线的 4000 张图像每轮只有 80 个批次，所以多训练几轮
-    return 1 if data_loader.num_train_data >= 60000 else 10
-
-
 def export(model, path):
     # 签名 serving_default（另有同样的 serve）：输入 inputs，float32 [None, 28, 28, 1]，输出 [None, 10]
     model.export(path, verbose=False,
@@ -61,7 +56,7 @@ def main(argv=None):
 
     tf.keras.utils.set_random_seed(args.seed)
     data_loader = MNISTLoader(seed=args.seed)
-    num_epochs = args.num_epochs or default_num_epochs(data_loader)
+    num_epochs = args.num_epochs or data_loader.default_num_epochs()  # 见 mnist_loader.py
     model = build_model()
     model.compile(
         optimizer=tf.keras.optimizers.Adam(learning_rate=args.learning_rate),

@@ -41,11 +41,6 @@ class MLP(tf.keras.Model):
         return output
 
 
-def default_num_epochs(data_loader):
-    # 手册用完整的 MNIST 训练 1 轮（1200 个批次）；离线的 4000 张图像每轮只有 80 个批次，所以多训练几轮
-    return 1 if data_loader.num_train_data >= 60000 else 10
-
-
 def train(model, data_loader, num_epochs, batch_size, learning_rate):
     optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
     num_batches = data_loader.num_train_data // batch_size  # 每轮的批次数
@@ -101,7 +96,7 @@ def main(argv=None):
 
     tf.keras.utils.set_random_seed(args.seed)
     data_loader = MNISTLoader(seed=args.seed)
-    num_epochs = args.num_epochs or default_num_epochs(data_loader)
+    num_epochs = args.num_epochs or data_loader.default_num_epochs()  # 见 mnist_loader.py
     model = MLP()
     train(model, data_loader, num_epochs, args.batch_size, args.learning_rate)
     accuracy = evaluate(model, data_loader, args.batch_size)

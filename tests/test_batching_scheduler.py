@@ -1,96 +1,13 @@
-"""server/batching.py: TF Serving's batching parameters file and the dynamic batcher."""
+"""server/batching/scheduler.py: the dynamic batcher."""
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from server.batching import Batcher, BatchingConfigError, BatchingParameters, BatchingParametersProto
+from server.batching.parameters import BatchingParameters
+from server.batching.scheduler import Batcher
 from server.errors import ServingError
-
-# ---------------------------------------------------------------------------------------------
-# BatchingParameters
-# ---------------------------------------------------------------------------------------------
-
-
-def test_parse_fixture_batching_config(testdata):
-    p = BatchingParameters.from_file(testdata / "batching_config.txt")
-    assert (p.max_batch_size, p.batch_timeout_micros, p.max_enqueued_batches, p.num_batch_threads) == (
-        128, 0, 1000000, 8)
-    assert p.allowed_batch_sizes == ()
-    assert p.max_execution_batch_size == 128
-
-
-def test_defaults_are_tf_servings():
-    p = BatchingParameters.from_text("")
-    assert p.max_batch_size == 1000
-    assert p.batch_timeout_micros == 0
-    assert p.max_enqueued_batches == 10
-    assert p.num_batch_threads >= 1
-    assert p.enable_large_batch_splitting is False
-
-
-def test_all_fields_parse_and_round_trip():
-    text = """
-        max_batch_size { value: 64 }
-        batch_timeout_micros { value: 2500 }
-        max_enqueued_batches { value: 3 }
-        num_batch_threads { value: 2 }
-        thread_pool_name { value: "mlp_batch" }
-        allowed_batch_sizes: 8
-        allowed_batch_sizes: 32
-        allowed_batch_sizes: 64
-        enable_large_batch_splitting { value: true }
-        max_execution_batch_size { value: 32 }
-    """
-    p = BatchingParameters.from_text(text)
-    assert p.allowed_batch_sizes == (8, 32, 64)
-    assert p.thread_pool_name == "mlp_batch"
-    assert p.enable_large_batch_splitting and p.max_execution_batch_size == 32
-    assert BatchingParameters.from_proto(p.to_proto()) == p
-
-
-def test_message_mirrors_tf_serving_names_and_numbers():
-    d = BatchingParametersProto.DESCRIPTOR
-    assert d.full_name == "tensorflow.serving.BatchingParameters"
-    numbers = {f.name: f.number for f in d.fields}
-    assert numbers["max_batch_size"] == 1 and numbers["num_batch_threads"] == 4
-    assert numbers["allowed_batch_sizes"] == 6 and numbers["pad_variable_length_inputs"] == 7
-    assert d.fields_by_name["max_batch_size"].message_type.full_name == "google.protobuf.Int64Value"
-
-
-@pytest.mark.parametrize("text, phrase", [
-    ("max_batch_size { value: 128 } max_batch_sise { value: 1 }", 'has no field named "max_batch_sise"'),
-    ("max_batch_size: 128", 'Expected "{"'),
-    ("max_batch_size { value: 12", "Expected"),
-    ('num_batch_threads { value: "two" }', "Couldn't parse integer"),
-    ("max_batch_size { value: 128 } allowed_batch_sizes: 32 allowed_batch_sizes: 64",
-     "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 64; expected 128"),
-    ("max_batch_size { value: 64 } allowed_batch_sizes: 32 allowed_batch_sizes: 16 allowed_batch_sizes: 64",
-     "monotonically increasing"),
-    ("num_batch_threads { value: 0 }", "num_batch_threads must be positive; was 0"),
-    ("max_batch_size { value: 0 }", "max_batch_size must be positive; was 0"),
-    ("batch_timeout_micros { value: -1 }", "batch_timeout_micros must be non-negative; was -1"),
-    ("max_batch_size { value: 16 } enable_large_batch_splitting { value: true } max_execution_batch_size { value: 32 }",
-     "input_batch_size_limit must be greater than or equal to max_execution_batch_size"),
-    ("pad_variable_length_inputs: true", "pad_variable_length_inputs is not supported"),
-])
-def test_bad_files_are_refused_clearly(tmp_path, text, phrase):
-    path = tmp_path / "batching.txt"
-    path.write_text(text)
-    with pytest.raises(BatchingConfigError) as e:
-        BatchingParameters.from_file(path)
-    assert phrase in str(e.value)
-
-
-def test_missing_file_is_a_clear_error(tmp_path):
-    with pytest.raises(BatchingConfigError, match="Cannot read batching parameters file"):
-        BatchingParameters.from_file(tmp_path / "nope.txt")
-
-
-# ---------------------------------------------------------------------------------------------
-# Batcher
-# ---------------------------------------------------------------------------------------------
 
 
 class Model:
@@ -342,56 +259,4 @@ def test_close_fails_pending_requests_and_stops_threads():
     assert not any(t.is_alive() for t in b._threads)
     with pytest.raises(ServingError) as e:
         b.submit({"x": np.ones((1, 1))})
-    assert e.value.code == "UNAVAILABLE"
-
-
-# ---------------------------------------------------------------------------------------------
-# Server wiring: read_parameters, BatcherPool
-# ---------------------------------------------------------------------------------------------
-
-def test_read_parameters_defaults_and_config_error(tmp_path):
-    from server.batching import read_parameters
-    from server.config import ConfigError
-    assert read_parameters(None).max_batch_size == 1000
-    bad = tmp_path / "b.txt"
-    bad.write_text("max_batch_size { value: 8 } allowed_batch_sizes: 4")
-    with pytest.raises(ConfigError) as e:
-        read_parameters(bad)
-    assert e.value.http_status == 400 and "Last entry in allowed_batch_sizes" in e.value.message
-
-
-class FakeServable:
-    def __init__(self, name="m", version=1):
-        self.name, self.version, self.runs = name, version, []
-
-    def run(self, signature, inputs):
-        self.runs.append(next(iter(inputs.values())).shape[0])
-        return {"y": inputs["x"] + 1}
-
-
-def _sig(name, in_shape, out_shape):
-    from types import SimpleNamespace
-    spec = lambda shape: SimpleNamespace(shape=shape)  # noqa: E731 - only .shape is read
-    return SimpleNamespace(name=name, inputs={"x": spec(in_shape)}, outputs={"y": spec(out_shape)})
-
-
-def test_batcher_pool_batches_only_batchable_signatures():
-    from server.batching import BatcherPool
-    pool = BatcherPool(params(max_batch_size=8))
-    try:
-        s = FakeServable()
-        submit = pool.batcher_for(s, _sig("call", (-1, 3), (-1, 3)))
-        assert submit is not None and pool.batcher_for(s, _sig("call", (-1, 3), (-1, 3))) is not None
-        np.testing.assert_array_equal(submit({"x": np.zeros((2, 3))})["y"], np.ones((2, 3)))
-        assert s.runs == [2]
-        assert pool.batcher_for(s, _sig("scalar_out", (-1, 3), ())) is None
-        assert pool.batcher_for(s, _sig("fixed", (2, 3), (2, 3))) is None
-        assert pool.batcher_for(s, _sig("unknown_rank", None, (-1,))) is None
-        reloaded = FakeServable()
-        pool.batcher_for(reloaded, _sig("call", (-1, 3), (-1, 3)))({"x": np.zeros((1, 3))})
-        assert reloaded.runs == [1] and s.runs == [2]
-    finally:
-        pool.close()
-    with pytest.raises(ServingError) as e:
-        submit({"x": np.zeros((1, 3))})
     assert e.value.code == "UNAVAILABLE"

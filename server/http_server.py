@@ -1,0 +1,47 @@
+"""The HTTP server: granian (HTTP in Rust) runs `--workers` processes, each serving worker.worker_app."""
+from __future__ import annotations
+
+import logging
+import os
+
+from .options import Options
+
+log = logging.getLogger("server")
+
+
+def serve(options: Options) -> int:
+    """Run granian until SIGINT/SIGTERM; every worker process builds its own Worker from `options`."""
+    import multiprocessing
+
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces
+
+    metrics_dir = None
+    if options.prometheus is not None:
+        from . import monitoring
+        metrics_dir = monitoring.enable_multiprocess()  # before the workers start: every one writes there
+        log.info("Prometheus metrics on http://%s:%d%s (every worker's values in %s)", options.rest_api_host,
+                 options.rest_api_port, options.prometheus.path, metrics_dir)
+    options.to_env(os.environ)
+    multiprocessing.set_start_method("spawn", force=True)
+    log.info("REST API on http://%s:%d/v1/models/... with %d worker(s) x %d threads",
+             options.rest_api_host, options.rest_api_port, options.workers, options.rest_api_num_threads)
+    server = Granian(
+        "server.worker:worker_app",
+        factory=True,
+        interface=Interfaces.WSGI,
+        address=options.rest_api_host,
+        port=options.rest_api_port,
+        workers=options.workers,
+        blocking_threads=options.rest_api_num_threads,
+        backlog=2048,
+        http=HTTPModes.http1,  # TF Serving speaks HTTP/1.1 only
+        websockets=False,
+        log_level=options.log_level if options.log_level != "warning" else "warn",
+    )
+    try:
+        server.serve()
+    finally:
+        if metrics_dir is not None:
+            monitoring.cleanup_multiprocess(metrics_dir)
+    return 0

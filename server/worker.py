@@ -1,0 +1,213 @@
+"""One worker process: the model manager, batching, monitoring, the API object and its front ends.
+
+`Worker(options)` builds everything one process serves with; `start()` starts loading models and the
+front ends, `stop()` stops them. `worker_app()` is granian's factory: it builds and starts a Worker in
+a fresh worker process from the Options its parent handed over, and returns the REST (WSGI) app.
+"""
+from __future__ import annotations
+
+import functools
+import gc
+import logging
+import os
+
+from .options import LoaderOptions, Options
+
+log = logging.getLogger("server")
+
+
+def make_dataplane(manager, batchers):
+    """The transport-free core that every front end calls (dataplane.DataPlane)."""
+    from .dataplane import DataPlane
+    return DataPlane(manager, batcher_for=batchers.batcher_for if batchers is not None else None)
+
+
+def make_rest_app(dataplane, metrics, options: Options):
+    """The REST front end's WSGI app over the core (granian serves it in each worker)."""
+    from .rest.app import create_app
+    from .rest.handlers import RestAPI
+    return create_app(RestAPI(dataplane), metrics=metrics,
+                      metrics_path=options.prometheus.path if options.prometheus is not None else None,
+                      cors=options.rest_api_enable_cors_support)
+
+
+def make_loader(options: LoaderOptions):
+    """`loader(name, version, path) -> servable` with the flags' session and model-format settings."""
+    import inspect
+
+    from .servable import load_servable
+    if "options" in inspect.signature(load_servable).parameters:
+        return functools.partial(load_servable, options=options)
+    # A loader that takes the thread counts only: TF Serving's rules for them are applied here.
+    session = options.session_config_proto()
+    return functools.partial(load_servable, tags=options.saved_model_tags, run_timeout_ms=options.run_timeout_ms,
+                             intra_op_threads=session.intra_op_parallelism_threads,
+                             inter_op_threads=session.inter_op_parallelism_threads)
+
+
+def make_warmup(options: LoaderOptions):
+    """`warmup(servable) -> number of records replayed` (0 when warm-up is off)."""
+    if not options.enable_model_warmup:
+        return lambda servable: 0
+    from .warmup import run_warmup
+    if options.num_request_iterations_for_warmup > 0:
+        return functools.partial(run_warmup, num_request_iterations=options.num_request_iterations_for_warmup)
+    return run_warmup
+
+
+# The gRPC front end: a module of the server.grpc package with a class GrpcFrontEnd(dataplane, options)
+# whose start() serves on options.port / options.grpc_socket_path and whose stop() ends it.
+GRPC_FRONT_END = "grpc.frontend"
+
+
+def grpc_front_end_available() -> bool:
+    """Whether this build has the gRPC front end (server/grpc/frontend.py)."""
+    import importlib.util
+    try:
+        return importlib.util.find_spec(f"{__package__}.{GRPC_FRONT_END}") is not None
+    except ModuleNotFoundError:      # no server.grpc package at all
+        return False
+
+
+def make_front_ends(worker: "Worker") -> list:
+    """The front ends this worker starts itself besides REST (which granian serves with `worker.app`):
+    objects with `start()` and `stop()`, made from `worker.dataplane` and `worker.options`."""
+    front_ends = []
+    if worker.options.grpc_enabled and grpc_front_end_available():
+        import importlib
+        module = importlib.import_module(f"{__package__}.{GRPC_FRONT_END}")
+        front_ends.append(module.GrpcFrontEnd(worker.dataplane, worker.options))
+    return front_ends
+
+
+class Worker:
+    """Everything one worker process serves with: built and started in the worker, stopped at exit."""
+
+    def __init__(self, options: Options):
+        from .lifecycle import ModelManager
+
+        self.options = options
+        self.batchers = None
+        if options.enable_batching:
+            from .batching import BatcherPool
+            self.batchers = BatcherPool(options.batching_parameters,
+                                        per_model=options.enable_per_model_batching_parameters)
+        loader = make_loader(options.loader)
+        if self.batchers is not None and self.batchers.per_model:
+            loader = _with_version_batching(loader, self.batchers)
+        warmup = make_warmup(options.loader)
+        self.metrics = None
+        if options.prometheus is not None:
+            from . import monitoring
+            # Values go to the folder the parent made before the fork: every worker's add up.
+            self.metrics = monitoring.Metrics(multiprocess_dir=monitoring.multiprocess_dir())
+            loader = monitoring.timed_loader(self.metrics, loader)
+            if options.enable_model_warmup:
+                warmup = monitoring.timed_warmup(self.metrics, warmup)
+        self.manager = ModelManager(
+            list(options.models),
+            file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
+            loader=loader,
+            warmup=warmup,
+            on_state=self._on_state,
+            max_num_load_retries=options.max_num_load_retries,
+            load_retry_interval_micros=options.load_retry_interval_micros,
+            num_load_threads=options.num_load_threads,
+            num_unload_threads=options.num_unload_threads,
+            allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
+        )
+        self.dataplane = make_dataplane(self.manager, self.batchers)
+        self.app = make_rest_app(self.dataplane, self.metrics, options)
+        self.front_ends = make_front_ends(self)
+
+    def start(self) -> "Worker":
+        self.manager.start()
+        opts = self.options
+        if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
+            self.manager.watch_config_file(opts.model_config_file, opts.model_config_file_poll_wait_seconds)
+        for front_end in self.front_ends:
+            front_end.start()
+        return self
+
+    def _on_state(self, name, version, state, error):
+        if self.metrics is not None:
+            self.metrics.on_state(name, version, state)
+        if state == "AVAILABLE":
+            freeze_heap()
+        elif state == "END" and self.batchers is not None:
+            self.batchers.version_ended(name, version)
+
+    def stop(self):
+        for front_end in reversed(self.front_ends):
+            front_end.stop()
+        self.manager.stop()
+        if self.batchers is not None:
+            self.batchers.close()
+
+
+def _with_version_batching(loader, batchers):
+    """A loader that reads the version's own batching parameters after the load; a bad file fails it."""
+    def load(name, version, path):
+        servable = loader(name, version, path)
+        try:
+            batchers.version_loaded(servable)
+        except BaseException:
+            servable.unload()
+            raise
+        return servable
+    return load
+
+
+def freeze_heap() -> None:
+    """Keep the garbage collector off the objects that a loaded model leaves on the heap.
+
+    A process with TensorFlow and a model loaded holds hundreds of thousands of long-lived objects;
+    every full collection walks them all, and a JSON request body of 100 images creates enough lists
+    to trigger several (measured: parsing one such body took 121 ms, 14 ms once frozen). After each
+    load the survivors move to the permanent generation; unloaded models' garbage is collected first.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+def worker_app():
+    """The WSGI app of one worker process (granian's factory): Options from the parent, models loaded here.
+
+    Workers are started with the "spawn" method on every platform, so each imports TensorFlow and
+    loads its own copy of the models in a fresh interpreter; the parent hands over its Options
+    (already checked, files already read) through the environment.
+    """
+    import atexit
+
+    from .logsetup import configure_logging
+    options = Options.from_env()
+    configure_logging(options.log_level)
+    worker = Worker(options).start()
+    atexit.register(worker.stop)
+    if worker.metrics is not None:
+        from . import monitoring
+        # This worker's live gauges stop counting once it is gone; its counters stay in the sums.
+        atexit.register(monitoring.mark_process_dead, os.getpid())
+    return worker.app
+
+
+def serve_in_process(options: Options) -> int:
+    """Without a REST API (--rest_api_port=0, as TF Serving): one Worker in this process serves the other
+    front ends (gRPC) until SIGINT or SIGTERM."""
+    import signal
+    import threading
+
+    if options.workers > 1:
+        log.warning("--workers=%d applies to the REST API only: without it one process serves", options.workers)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    worker = Worker(options).start()
+    log.info("Serving without a REST API (--rest_api_port=0): %d front end(s)", len(worker.front_ends))
+    try:
+        stop.wait()
+    finally:
+        worker.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -1,0 +1,119 @@
+"""server/cli.py: argv -> Options, the checks made before any worker starts, and the warnings for flags
+that are accepted but change nothing yet."""
+import logging
+import subprocess
+import sys
+import time
+
+import pytest
+
+from server import cli, flags
+
+from .serverproc import ROOT, stop_group
+
+BASE = ["--rest_api_port=8501", "--model_base_path=/models/m"]
+
+# A valid value for every tensorflow_model_server flag.
+SAMPLES = {"port": "9000", "grpc_socket_path": "/tmp/s.sock", "grpc_channel_arguments": "a=1",
+           "grpc_max_threads": "2", "rest_api_port": "8501", "rest_api_num_threads": "2",
+           "rest_api_timeout_in_ms": "10", "model_name": "m", "model_base_path": "/models/m",
+           "model_config_file_poll_wait_seconds": "2", "file_system_poll_wait_seconds": "2",
+           "saved_model_tags": "serve", "num_load_threads": "2", "num_unload_threads": "2",
+           "max_num_load_retries": "1", "load_retry_interval_micros": "-1", "num_request_iterations_for_warmup": "2",
+           "tensorflow_session_parallelism": "2", "tensorflow_intra_op_parallelism": "1",
+           "tensorflow_inter_op_parallelism": "-1", "per_process_gpu_memory_fraction": "0.5",
+           "mixed_precision": "bfloat16", "num_tflite_pools": "2", "num_tflite_interpreters_per_pool": "2",
+           "ssl_config_file": "x", "batching_parameters_file": "x", "model_config_file": "",
+           "tensorflow_session_config_file": "x", "platform_config_file": "x",
+           "thread_pool_factory_config_file": "x", "monitoring_config_file": "x"}
+
+
+@pytest.mark.parametrize("name", [n for n in flags.tf_flag_names() if n != "version"])
+def test_every_tensorflow_model_server_flag_is_accepted(name):
+    value = SAMPLES.get(name, "true")
+    args, given = cli.parse_args([*BASE, f"--{name}={value}"])
+    assert name in given
+    assert not cli.UNSUPPORTED_FLAGS
+
+
+def test_bool_flags_take_tf_servings_forms():
+    args, _ = cli.parse_args([*BASE, "--enable_batching", "--enable_model_warmup=false", "--enable_profiler=0"])
+    assert (args.enable_batching, args.enable_model_warmup, args.enable_profiler) == (True, False, False)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--use_alts_credentials", "--ssl_config_file=s.txt"],
+     "Either --use_alts_credentials must be false or --ssl_config_file must be empty."),
+    (["--tensorflow_session_parallelism=2", "--tensorflow_intra_op_parallelism=2",
+      "--tensorflow_inter_op_parallelism=2"], "You cannot configure all."),
+    (["--per_process_gpu_memory_fraction=1.5"], "expected a number from 0.0 to 1.0"),
+    (["--rest_api_p=8"], "unrecognized arguments: --rest_api_p=8"),      # no abbreviations, as TF Serving
+])
+def test_checks_before_start(argv, needle, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.parse_args([*BASE, *argv])
+    assert e.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_no_rest_port_needs_a_grpc_front_end(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "grpc_available", lambda: False)
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--model_base_path=/models/m"])
+    assert "--rest_api_port is required" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "grpc_available", lambda: True)
+    args, _ = cli.parse_args(["--model_base_path=/models/m"])       # gRPC on 8500 alone, as TF Serving
+    assert args.rest_api_port == 0 and args.port == 8500
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--model_base_path=/models/m", "--port=0"])
+    assert "At least one of --port, --grpc_socket_path or --rest_api_port must be set" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--model_base_path=/models/m", "--port=8501", "--rest_api_port=8501"])
+    assert "--rest_api_port cannot be the same as --port" in capsys.readouterr().err
+
+
+def test_flags_that_change_nothing_yet_are_named_in_one_warning_each(caplog):
+    caplog.set_level(logging.WARNING, logger="server")
+    lines = cli.warn_not_honoured(frozenset({"port", "enable_profiler", "max_num_load_retries", "model_name"}),
+                                  grpc=False)
+    assert [line.split()[0] for line in lines] == ["--enable_profiler", "--port"]
+    assert [r.getMessage() for r in caplog.records] == lines
+    assert all("is accepted but has no effect in this server yet" in line for line in lines)
+    # With a gRPC front end the gRPC flags are no longer named.
+    assert [line.split()[0] for line in cli.warn_not_honoured(frozenset({"port", "enable_profiler"}),
+                                                               grpc=True)] == ["--enable_profiler"]
+    assert set(flags.NOT_HONOURED) <= set(flags.tf_flag_names())
+
+
+def run_cli(*argv):
+    return subprocess.run([sys.executable, "-m", "server", *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.slow
+def test_bad_model_config_file_exits_with_tf_servings_message(testdata):
+    r = run_cli("--rest_api_port=8501", f"--model_config_file={testdata / 'bad_model_config.txt'}")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert ("Error parsing text-format tensorflow.serving.ModelServerConfig: 1:1: Message type "
+            '"tensorflow.serving.ModelServerConfig" has no field named "improperly".') in r.stderr
+
+
+@pytest.mark.slow
+def test_without_rest_one_worker_serves_in_process_until_sigterm(testdata, tmp_path):
+    # The gRPC front end is another module's; with it present, --rest_api_port=0 serves in-process.
+    code = ("import sys; from server import cli; cli.grpc_available = lambda: True; "
+            "sys.exit(cli.main(sys.argv[1:]))")
+    log = tmp_path / "log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", code, "--port=0", "--grpc_socket_path=/tmp/unused.sock",
+                                 "--model_name=m", f"--model_base_path={testdata / 'saved_model_half_plus_two_cpu'}"],
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 120
+            while "Successfully loaded servable version m 123" not in log.read_text(errors="replace"):
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+                time.sleep(0.2)
+        finally:
+            code = stop_group(proc, timeout=30)
+    text = log.read_text(errors="replace")
+    assert code == 0, text
+    assert "Serving without a REST API (--rest_api_port=0)" in text and "Unloaded servable version m 123" in text

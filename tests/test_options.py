@@ -1,0 +1,123 @@
+"""server/options.py: one frozen Options built from the flags, every file they name read once."""
+import dataclasses
+import os
+
+import pytest
+
+from server import cli, flags
+from server.config import ConfigError
+from server.options import LoaderOptions, Options
+
+CPUS = os.cpu_count() or 1
+
+
+def options(*argv, check_paths=False):
+    return cli.build_options(["--rest_api_port=8501", "--model_base_path=/models/m", *argv], check_paths=check_paths)
+
+
+# tensorflow_model_server's defaults (model_servers/server.h, Server::Options; main.cc) for the flags
+# whose default this server shares.
+TF_DEFAULTS = dict(
+    port=8500, grpc_socket_path="", grpc_channel_arguments="", grpc_max_threads=4 * CPUS,
+    enable_grpc_healthcheck_service=False, ssl_config_file="", use_alts_credentials=False,
+    enable_serialization_as_tensor_content=False, rest_api_timeout_in_ms=30000,
+    rest_api_enable_cors_support=False, model_name="default", model_config_file="",
+    model_config_file_poll_wait_seconds=0, file_system_poll_wait_seconds=1,
+    allow_version_labels_for_unavailable_models=False, saved_model_tags=("serve",), platform_config_file="",
+    num_load_threads=0, num_unload_threads=0, max_num_load_retries=5, load_retry_interval_micros=60_000_000,
+    flush_filesystem_caches=True, enable_model_warmup=True, num_request_iterations_for_warmup=0,
+    enable_batching=False, batching_parameters_file="", enable_per_model_batching_parameters=False,
+    tensorflow_session_parallelism=0, tensorflow_intra_op_parallelism=0, tensorflow_inter_op_parallelism=0,
+    tensorflow_session_config_file="", per_process_gpu_memory_fraction=0.0, xla_cpu_compilation_enabled=False,
+    xla_gpu_compilation_enabled=False, mixed_precision="", remove_unused_fields_from_bundle_metagraph=True,
+    enable_signature_method_name_check=False, prefer_tflite_model=False, num_tflite_pools=CPUS,
+    num_tflite_interpreters_per_pool=1, thread_pool_factory_config_file="", enable_profiler=True,
+    skip_initialize_tpu=False, monitoring_config_file="",
+)
+
+
+def test_defaults_are_tensorflow_model_servers():
+    opts = options()
+    assert {k: getattr(opts, k) for k in TF_DEFAULTS} == TF_DEFAULTS
+    # Where this server differs (documented in --help and docs/flags.rst): 1 REST thread, measured.
+    assert opts.rest_api_num_threads == 1 and flags.TF_DEFAULTS["rest_api_num_threads"] == "4 x CPUs"
+
+
+def test_every_tensorflow_model_server_flag_is_an_options_field():
+    names = flags.tf_flag_names()
+    assert len(names) == 48 and len(set(names)) == 48
+    fields = {f.name for f in dataclasses.fields(Options)}
+    assert set(names) - {"version"} <= fields
+
+
+def test_options_are_frozen_and_travel_to_the_workers():
+    opts = options("--enable_batching", "--port=0", "--grpc_channel_arguments=grpc.max_connection_age_ms=2000,a=b")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.port = 1
+    env = {}
+    opts.to_env(env)
+    assert Options.from_env(env) == opts
+    assert opts.grpc_channel_args() == [("grpc.max_connection_age_ms", 2000), ("a", "b")]
+    assert not opts.grpc_enabled and opts.rest_enabled
+
+
+def test_derived_values():
+    opts = options("--saved_model_tags=serve,gpu", "--enable_batching")
+    assert opts.saved_model_tags == ("serve", "gpu") and opts.loader.saved_model_tags == ("serve", "gpu")
+    assert opts.rest_api_num_threads == 4 * CPUS              # batching wants requests waiting together
+    assert opts.batching_parameters.max_batch_size == 1000    # TF Serving's defaults without a file
+    assert opts.models[0].name == "default" and opts.models[0].base_path == "/models/m"
+    assert opts.given_flags == {"rest_api_port", "model_base_path", "saved_model_tags", "enable_batching"}
+
+
+def test_batching_file_implies_batching_and_is_read_once(testdata):
+    opts = options(f"--batching_parameters_file={testdata / 'batching_config.txt'}")
+    assert opts.enable_batching and opts.batching_parameters.max_batch_size == 128
+
+
+def test_monitoring_and_model_config_files_are_read(testdata, tmp_path):
+    cfg = tmp_path / "models.config"
+    cfg.write_text((testdata / "good_model_config.txt").read_text()
+                   .replace("${TEST_HALF_PLUS_TWO_DIR}", str(testdata / "saved_model_half_plus_two_cpu"))
+                   .replace("${TEST_HALF_PLUS_THREE_DIR}", str(testdata / "saved_model_half_plus_three")))
+    opts = cli.build_options(["--rest_api_port=8501", f"--model_config_file={cfg}",
+                              f"--monitoring_config_file={testdata / 'monitoring_config.txt'}"])
+    assert [m.name for m in opts.models] == ["half_plus_two", "half_plus_three"]
+    assert opts.prometheus.enable and opts.prometheus.path == "/monitoring/prometheus/metrics"
+
+
+def test_ssl_session_platform_and_thread_pool_files(tmp_path):
+    ssl = tmp_path / "ssl.txt"
+    ssl.write_text("server_key: 'KEY' server_cert: 'CERT' client_verify: true")
+    session = tmp_path / "session.txt"
+    session.write_text("intra_op_parallelism_threads: 3 allow_soft_placement: true")
+    platform = tmp_path / "platform.txt"
+    platform.write_text("platform_configs { key: 'tensorflow' value { } }")
+    pool = tmp_path / "pool.txt"
+    pool.write_text("")
+    opts = options(f"--ssl_config_file={ssl}", f"--tensorflow_session_config_file={session}",
+                   f"--platform_config_file={platform}", f"--thread_pool_factory_config_file={pool}")
+    assert (opts.ssl_config.server_key, opts.ssl_config.server_cert, opts.ssl_config.client_verify) == (
+        "KEY", "CERT", True)
+    config = opts.loader.session_config_proto()
+    assert config.allow_soft_placement and config.intra_op_parallelism_threads == 0  # the flags win, as TF Serving
+    assert opts.loader.platform_config and opts.loader.thread_pool_factory_config == b""
+    bad = tmp_path / "bad_ssl.txt"
+    bad.write_text("server_kee: 'x'")
+    with pytest.raises(ConfigError, match=r"Error parsing text-format tensorflow.serving.SSLConfig: 1:1: "):
+        options(f"--ssl_config_file={bad}")
+    with pytest.raises(ConfigError, match=r"Cannot read SSL config \(--ssl_config_file\) file 'x'"):
+        options("--ssl_config_file=x")
+
+
+def test_session_config_follows_tf_servings_thread_rules():
+    def threads(**kw):
+        c = LoaderOptions(**kw).session_config_proto()
+        return c.intra_op_parallelism_threads, c.inter_op_parallelism_threads
+
+    assert threads() == (0, 0)
+    assert threads(session_parallelism=3) == (3, 3)
+    assert threads(session_parallelism=3, intra_op_parallelism=1) == (1, 0)
+    assert threads(intra_op_parallelism=1, inter_op_parallelism=-1) == (1, -1)   # ops in the caller's thread
+    assert LoaderOptions(per_process_gpu_memory_fraction=0.5).session_config_proto() \
+        .gpu_options.per_process_gpu_memory_fraction == 0.5
