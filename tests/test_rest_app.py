@@ -9,10 +9,10 @@ import json
 import pytest
 
 from server import config
-from server.rest.app import create_app
 from server.dataplane import DataPlane
-from server.rest.handlers import RestAPI
 from server.lifecycle import ModelManager
+from server.rest.app import create_app
+from server.rest.handlers import RestAPI
 
 CONFIG = """
 model_config_list {

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from tensorflow.core.framework import types_pb2
 
-from .sigs import make_signature
+from server.errors import ServingError
 from server.rest import predict_request
 from server.validation import validate_inputs
-from server.errors import ServingError
+
+from .sigs import make_signature
 
 F, D, I32, I64, S, B = (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_INT32, types_pb2.DT_INT64,
                         types_pb2.DT_STRING, types_pb2.DT_BOOL)
@@ -80,11 +81,16 @@ def test_invalid_utf8_in_strings_is_kept_byte_for_byte():
     assert inputs["s"].tolist() == [b"\xff\xfe", b"ok"]
 
 
+def signature_name(body: bytes) -> str:
+    return predict_request.get_signature_name(predict_request.parse_json(body))
+
+
 def test_signature_name():
-    assert predict_request.get_signature_name(predict_request.parse_json(b'{"instances": [1]}')) == "serving_default"
-    assert predict_request.get_signature_name(predict_request.parse_json(b'{"signature_name": "", "instances": [1]}')) == "serving_default"
-    assert predict_request.get_signature_name(predict_request.parse_json(b'{"signature_name": "predict_images"}')) == "predict_images"
-    e = error(predict_request.get_signature_name, predict_request.parse_json(b'{"signature_name": 5, "instances": [1]}'))
+    assert signature_name(b'{"instances": [1]}') == "serving_default"
+    assert signature_name(b'{"signature_name": "", "instances": [1]}') == "serving_default"
+    assert signature_name(b'{"signature_name": "predict_images"}') == "predict_images"
+    doc = predict_request.parse_json(b'{"signature_name": 5, "instances": [1]}')
+    e = error(predict_request.get_signature_name, doc)
     assert e.message == ('JSON Value: {\n    "signature_name": 5,\n    "instances": [\n        1\n    ]\n}'
                          " not formatted correctly. 'signature_name' key must be a string value.")
 
@@ -140,7 +146,8 @@ def test_columnar_single_and_named():
     inputs, _ = decode('{"inputs": {"int_tensor": [[[1,2],[3,4],[5,6]]], "str_tensor": ["foo", "bar"], '
                        '"bin_tensor": {"b64": "aGVsbG8="}, "ignored": 1}}', sig3)
     assert inputs["bin_tensor"].shape == () and inputs["bin_tensor"].item() == b"hello"
-    assert inputs["str_tensor"].tolist() == [b"foo", b"bar"] and set(inputs) == {"int_tensor", "str_tensor", "bin_tensor"}
+    assert inputs["str_tensor"].tolist() == [b"foo", b"bar"]
+    assert set(inputs) == {"int_tensor", "str_tensor", "bin_tensor"}
 
 
 P = "Failed to process element: {} of 'instances' list. Error: INVALID_ARGUMENT: "
@@ -244,7 +251,8 @@ def test_multiple_named_tensor_errors():
 def test_unsupported_input_type_is_unimplemented():
     sig = make_sig({"c": (types_pb2.DT_COMPLEX64, None)})
     e = error(decode, '{"inputs": [1.0]}', sig)
-    assert (e.code, e.http_status, e.message) == ("UNIMPLEMENTED", 501, "Conversion of JSON Value: 1.0 to type: complex64")
+    assert (e.code, e.http_status, e.message) == (
+        "UNIMPLEMENTED", 501, "Conversion of JSON Value: 1.0 to type: complex64")
 
 
 def test_validation_runs_after_decoding():

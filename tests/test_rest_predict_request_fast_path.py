@@ -12,10 +12,11 @@ import orjson
 import pytest
 from tensorflow.core.framework import types_pb2
 
-from .sigs import make_signature
+from server.errors import ServingError
 from server.rest import predict_request
 from server.validation import validate_inputs
-from server.errors import ServingError
+
+from .sigs import make_signature
 
 F, D, H, I32, I64, S, B = (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF, types_pb2.DT_INT32,
                            types_pb2.DT_INT64, types_pb2.DT_STRING, types_pb2.DT_BOOL)

@@ -71,7 +71,8 @@ def test_float64_formatting():
 
 def test_encode_errors_and_empty_batch():
     assert error(predict_response.encode_predict, {}, False).message == "Cannot convert empty tensor map to JSON"
-    assert error(predict_response.encode_predict, {"t": np.array(1)}, False).message == "Tensor name: t has no shape information "
+    e = error(predict_response.encode_predict, {"t": np.array(1)}, False)
+    assert e.message == "Tensor name: t has no shape information "
     e = error(predict_response.encode_predict, {"a": np.zeros((2, 3)), "b": np.zeros((1, 3))}, False)
     assert e.message == "Tensor name: b has inconsistent batch size: 1 expecting: 2"
     assert predict_response.encode_predict({"a": np.zeros((0, 2), np.int32)}, False) == b'{\n    "predictions": []\n}'

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from tensorflow.core.example import example_pb2
 
-from server.rest import predict_request, tf_example_json
 from server.errors import ServingError
+from server.rest import predict_request, tf_example_json
 
 
 def decode(body: str) -> list:
@@ -60,7 +60,8 @@ def test_context_is_serialized_before_each_example():
     assert features(b)["names"] == ("bytes_list", [b"baz", b"hello"])
     assert features(b)["intboolmix"] == ("int64_list", [1, 1, 0])
     # the example's own feature wins over the context's (protobuf merge of the concatenation)
-    assert features(c)["query"] == ("bytes_list", [b"override"]) and features(c)["ratings"] == ("float_list", [-math.inf])
+    assert features(c)["query"] == ("bytes_list", [b"override"])
+    assert features(c)["ratings"] == ("float_list", [-math.inf])
 
 
 def test_empty_list_gives_an_empty_feature():
@@ -80,8 +81,10 @@ def test_empty_list_gives_an_empty_feature():
     ('{"examples": [{"names": ["a", 1]}]}', "Unexpected element type in feature: names expecting type: bytes"),
     ('{"examples": [{"names": [10, {"test": 10}]}]}', "Feature: names has element with unexpected JSON type: Object"),
     ('{"examples": [{"names": [[10], 20]}]}', "Feature: names has element with unexpected JSON type: Array"),
-    ('{"examples": [{"names": [20, 18446744073709551603]}]}', "Feature: names has uint64 element. Only int64 is supported."),
-    ('{"examples": [{"names": 1.79769e+308}]}', "Cannot convert JSON value: 1.79769e+308 to float without loss of precision."),
+    ('{"examples": [{"names": [20, 18446744073709551603]}]}',
+     "Feature: names has uint64 element. Only int64 is supported."),
+    ('{"examples": [{"names": 1.79769e+308}]}',
+     "Cannot convert JSON value: 1.79769e+308 to float without loss of precision."),
     ('{"examples": [{"names": {"b64": "@@"}}]}', "Unable to base64 decode"),
     ('{"examples": []}', "JSON Value: {\n    \"examples\": []\n} 'examples' value is an empty array"),
     ('{"context": {"a": 1}}', 'JSON Value: {\n    "context": {\n        "a": 1\n    }\n} When method is classify, '
@@ -93,7 +96,8 @@ def test_request_errors(body, message):
 
 
 def test_signature_name_must_be_a_string():
-    e = error(predict_request.get_signature_name, predict_request.parse_json(b'{"signature_name": ["hello"], "examples": [{"a": 1}]}'))
+    doc = predict_request.parse_json(b'{"signature_name": ["hello"], "examples": [{"a": 1}]}')
+    e = error(predict_request.get_signature_name, doc)
     assert "'signature_name' key must be a string" in e.message
 
 

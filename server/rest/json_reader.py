@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+
 class JsonParseError(Exception):
     def __init__(self, message: str, offset: int):
         super().__init__(message)

@@ -19,7 +19,6 @@ from ..tf_example import CLASSES, REGRESS_OUTPUTS, SCORES, check_classify_output
 from .json_values import b64_decode, format_error, is_lossless, lossy_error
 from .json_writer import float_texts, json_string, json_type, to_bytes, value_to_string
 
-
 # ---------------------------------------------------------------- request
 
 def decode_examples(doc: dict) -> list[bytes]:
