@@ -277,6 +277,7 @@ def load_servable(name: str, version: int, path: str, options=None, **overrides)
         from .tflite_servable import load_tflite
         return load_tflite(name, version, path, num_pools=settings["num_tflite_pools"],
                            interpreters_per_pool=settings["num_tflite_interpreters_per_pool"])
+    _check_saved_model_dir(path)
     tf = _tf()
     graph = tf.Graph()
     session = tf.compat.v1.Session(graph=graph, config=session_config(settings, options))
@@ -294,6 +295,18 @@ def load_servable(name: str, version: int, path: str, options=None, **overrides)
     if settings["remove_unused_fields_from_bundle_metagraph"]:
         meta_graph = signatures_only(meta_graph)
     return Servable(name, version, path, session, meta_graph, run_timeout_ms=settings["run_timeout_ms"])
+
+
+def _check_saved_model_dir(path: str) -> None:
+    """TF Serving's LoadSessionBundleOrSavedModelBundle: the old SessionBundle format is refused, and a
+    folder without saved_model.pb(txt) is not a SavedModel."""
+    if os.path.exists(os.path.join(path, "export.meta")):
+        raise errors.unimplemented(
+            f"Session Bundle is deprecated and removed. ({path} holds an export.meta: a SessionBundle export, "
+            f"from TensorFlow 1's old exporter; export the model as a SavedModel to serve it)")
+    if not any(os.path.exists(os.path.join(path, f)) for f in ("saved_model.pb", "saved_model.pbtxt")):
+        raise errors.not_found("Specified file path does not appear to contain a SavedModel bundle (should have a "
+                               f"file called `saved_model.pb`)\nSpecified file path: {path}")
 
 
 def signatures_only(meta_graph):

@@ -81,7 +81,9 @@ def test_load_failures_carry_a_status_code(tmp_path, testdata):
     (tmp_path / "empty").mkdir()
     with pytest.raises(errors.ServingError) as e:
         load_servable("m", 1, str(tmp_path / "empty"))
-    assert e.value.code == "NOT_FOUND" and "SavedModel file does not exist" in e.value.message
+    assert e.value.code == "NOT_FOUND" and e.value.message.startswith(
+        "Specified file path does not appear to contain a SavedModel bundle (should have a file called "
+        "`saved_model.pb`)")
     broken = tmp_path / "broken"
     shutil.copytree(testdata / "saved_model_half_plus_two_cpu" / "00000123", broken)
     (broken / "saved_model.pb").write_bytes((broken / "saved_model.pb").read_bytes()[:100])
