@@ -111,17 +111,22 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 
 
-def check_method_name(signature: Signature, api: str, enabled: bool) -> None:
+_API_OF_METHOD = {PREDICT_METHOD: "predict", CLASSIFY_METHOD: "classify", REGRESS_METHOD: "regress"}
+
+
+def check_method_name(signature: Signature, api: str, enabled: bool = True) -> None:
     """--enable_signature_method_name_check: with it on, as in TF Serving, Predict runs only
     signatures whose method_name is predict, classify or regress (INTERNAL otherwise, as
     predict_util.cc), Classify only classify signatures and Regress only regress signatures
     (INVALID_ARGUMENT, as classifier.cc / regressor.cc). Off (TF Serving's default): no check, so
     that native TF2 models, whose signatures all say predict, can be classified and regressed.
 
-    api: "predict", "classify" or "regress".
+    api: the API called, "predict", "classify" or "regress", or its method name
+    ("tensorflow/serving/predict"...): DataPlane(check_method_name=check_method_name) when the flag is on.
     """
     if not enabled:
         return
+    api = _API_OF_METHOD.get(api, api)
     method = signature.method_name
     if api == "predict":
         if method not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):

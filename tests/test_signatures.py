@@ -50,3 +50,49 @@ def test_method_name_check_on_is_tf_servings():
         "Was: tensorflow/serving/classify"))
     with pytest.raises(ValueError):
         check_method_name(sig(PREDICT_METHOD), "explain", enabled=True)
+
+
+def test_method_name_check_as_the_core_calls_it(testdata):
+    # DataPlane(check_method_name=...) calls it with the API's method name when the flag is on.
+    from server.dataplane import DataPlane, ModelSpec
+    from server.lifecycle import ModelManager
+    from server import config
+    import numpy as np
+    models = config.single_model("hpt", str(testdata / "saved_model_half_plus_two_cpu"))
+    manager = ModelManager(models, file_system_poll_wait_seconds=0).start()
+    try:
+        assert manager.wait_until_settled(60)
+        on, off = DataPlane(manager, check_method_name=check_method_name), DataPlane(manager)
+        x = {"x": np.array([[2.0]], np.float32)}
+        for plane in (on, off):
+            assert plane.predict(ModelSpec("hpt"), x).outputs["y"].tolist() == [[3.0]]
+        # regress_x_to_y is a regress signature: predict may run it; classify may not, with the flag on
+        regress = ModelSpec("hpt", signature_name="regress_x_to_y")
+        from tensorflow.core.example import example_pb2
+        ex = example_pb2.Example()
+        ex.features.feature["x"].float_list.value.append(80.0)
+        examples = [ex.SerializeToString()]
+        with pytest.raises(ServingError) as e:
+            on.classify(regress, examples)
+        assert e.value.message == ("Expected classification signature method_name to be "
+                                   "tensorflow/serving/classify. Was: tensorflow/serving/regress")
+        assert on.regress(regress, examples).outputs["outputs"].ravel().tolist() == [42.0]
+    finally:
+        manager.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="tf_example.check_classify_signature / check_regress_signature check the "
+                                       "method_name whatever the flag; TF Serving checks it only with the flag on")
+def test_method_name_check_off_through_the_core(testdata):
+    from server.dataplane import DataPlane, ModelSpec
+    from server.lifecycle import ModelManager
+    from server import config
+    manager = ModelManager(config.single_model("hpt", str(testdata / "saved_model_half_plus_two_cpu")),
+                           file_system_poll_wait_seconds=0).start()
+    try:
+        assert manager.wait_until_settled(60)
+        with pytest.raises(ServingError) as e:  # regress_x_to_y has no "classes"/"scores" outputs
+            DataPlane(manager).classify(ModelSpec("hpt", signature_name="regress_x_to_y"), [b""])
+        assert "Expected classification signature" not in e.value.message
+    finally:
+        manager.stop()
