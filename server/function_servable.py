@@ -18,8 +18,8 @@ import os
 import numpy as np
 
 from . import errors
-from .servable import INIT_OP_SIGNATURE, signatures_only, error_from_exception, get_signature
-from .signatures import Signature
+from .signatures import INIT_OP_SIGNATURE, Signature, get_signature, signatures_only
+from .tf_status import error_from_exception
 from .validation import defaults_of, explain_failure
 
 log = logging.getLogger("server.servable")

@@ -10,64 +10,23 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 import threading
 
 import numpy as np
 
 from . import errors
-from .signatures import Signature
+from .signatures import INIT_OP_SIGNATURE, Signature, get_signature, signatures_only
+from .tf_status import error_from_exception
 from .validation import defaults_of, explain_failure
 
 log = logging.getLogger("server.servable")
 
 SERVE_TAG = "serve"
-# TF2 exports carry this entry in their signature map: it is the variables' init op, not a
-# callable signature; it stays in the metadata (as in TF Serving) but cannot be run.
-INIT_OP_SIGNATURE = "__saved_model_init_op"
-
-_TF_CODE_NAMES = {
-    1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
-    6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION",
-    10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
-    15: "DATA_LOSS", 16: "UNAUTHENTICATED",
-}
-
 
 def _tf():
     # TensorFlow is imported on first use so that `python -m server --help` answers at once.
     import tensorflow as tf
     return tf
-
-
-def error_from_exception(exc: BaseException, context: str) -> errors.ServingError:
-    """Turn whatever TensorFlow raised into a ServingError with the matching status code."""
-    if isinstance(exc, errors.ServingError):
-        return exc
-    tf = _tf()
-    if isinstance(exc, tf.errors.OpError):
-        code = _TF_CODE_NAMES.get(exc.error_code, "UNKNOWN")
-        message = clean_tf_message(exc.message)
-    elif isinstance(exc, FileNotFoundError) or (isinstance(exc, OSError) and "does not exist" in str(exc)):
-        code, message = "NOT_FOUND", str(exc)
-    elif isinstance(exc, (ValueError, TypeError)):
-        code, message = "INVALID_ARGUMENT", str(exc)
-    else:
-        code, message = "UNKNOWN", f"{type(exc).__name__}: {exc}"
-    return errors.ServingError(code, f"{context}{message}" if context else message)
-
-
-def clean_tf_message(message: str) -> str:
-    """TensorFlow's message without the graph-node trailer, eager mode's "Graph execution error" and
-    "Detected at node" preamble and its "[Op:...]" suffix."""
-    message = message.split("\n\t [[")[0].split("\n\t[[")[0]
-    lines = [line for line in message.splitlines() if line.strip()]
-    if lines and lines[0].startswith("Graph execution error"):
-        lines = lines[1:]
-        while lines and (lines[0].startswith("Detected at node") or lines[0].startswith("<stack traces")):
-            lines = lines[1:]
-    text = " ".join(line.strip() for line in lines) or message.strip()
-    return re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", text).strip()
 
 
 class Servable:
@@ -167,13 +126,6 @@ class Servable:
             session.close()
 
 
-def get_signature(signatures: dict[str, Signature], name: str) -> Signature:
-    sig = signatures.get(name)
-    if sig is None:
-        raise errors.invalid_argument(f'Serving signature name: "{name}" not found in signature def')
-    return sig
-
-
 def _with_model_dtypes(signature: Signature, graph) -> Signature:
     """Note, for each input, the dtype its graph tensor takes where the SignatureDef declares another
     (TensorFlow checks fed tensors against the graph; TF Serving's half_plus_three declares its
@@ -255,9 +207,6 @@ def session_config(settings: dict, options=None):
     return proto
 
 
-TFLITE_MODEL_FILE = "model.tflite"
-
-
 def load_servable(name: str, version: int, path: str, options=None, **overrides):
     """Load one version folder as TF Serving's SavedModelBundleFactory does. Raises ServingError with
     TF's status code when it cannot be loaded.
@@ -273,7 +222,7 @@ def load_servable(name: str, version: int, path: str, options=None, **overrides)
     settings = loader_settings(options, **overrides)
     if not os.path.isdir(path):
         raise errors.not_found(f"Could not find base path {path} for servable {name} with error Not found")
-    if settings["prefer_tflite_model"] and os.path.exists(os.path.join(path, TFLITE_MODEL_FILE)):
+    if settings["prefer_tflite_model"] and os.path.exists(os.path.join(path, "model.tflite")):
         from .tflite_servable import load_tflite
         return load_tflite(name, version, path, num_pools=settings["num_tflite_pools"],
                            interpreters_per_pool=settings["num_tflite_interpreters_per_pool"])
@@ -307,15 +256,6 @@ def _check_saved_model_dir(path: str) -> None:
     if not any(os.path.exists(os.path.join(path, f)) for f in ("saved_model.pb", "saved_model.pbtxt")):
         raise errors.not_found("Specified file path does not appear to contain a SavedModel bundle (should have a "
                                f"file called `saved_model.pb`)\nSpecified file path: {path}")
-
-
-def signatures_only(meta_graph):
-    """--remove_unused_fields_from_bundle_metagraph: keep only the SignatureDefs (memory)."""
-    from tensorflow.core.protobuf import meta_graph_pb2
-    kept = meta_graph_pb2.MetaGraphDef()
-    for key, sig in meta_graph.signature_def.items():
-        kept.signature_def[key].CopyFrom(sig)
-    return kept
 
 
 def unrestored_variables(meta_graph, session) -> list[str]:

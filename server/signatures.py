@@ -14,6 +14,9 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from .errors import ServingError
 
 DEFAULT_SIGNATURE = "serving_default"  # the signature a request without "signature_name" runs
+# TF2 exports carry this entry in their signature map: it is the variables' init op, not a
+# callable signature; it stays in the metadata (as in TF Serving) but cannot be run.
+INIT_OP_SIGNATURE = "__saved_model_init_op"
 
 # DataType enum -> numpy dtype for the types a JSON request can carry.
 # DT_STRING maps to object (Python bytes); DT_HALF/DT_BFLOAT16 are fed as float32 and cast by TF.
@@ -142,3 +145,18 @@ def check_method_name(signature: Signature, api: str, enabled: bool = True) -> N
                                f"Expected regression signature method_name to be {REGRESS_METHOD}. Was: {method}")
     else:
         raise ValueError(f"unknown API {api!r}")
+
+
+def get_signature(signatures: dict[str, Signature], name: str) -> Signature:
+    sig = signatures.get(name)
+    if sig is None:
+        raise ServingError("INVALID_ARGUMENT", f'Serving signature name: "{name}" not found in signature def')
+    return sig
+
+
+def signatures_only(meta_graph):
+    """--remove_unused_fields_from_bundle_metagraph: keep only the SignatureDefs (memory)."""
+    kept = meta_graph_pb2.MetaGraphDef()
+    for key, sig in meta_graph.signature_def.items():
+        kept.signature_def[key].CopyFrom(sig)
+    return kept

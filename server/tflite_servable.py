@@ -32,14 +32,15 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from . import errors
-from .servable import TFLITE_MODEL_FILE, error_from_exception, get_signature
-from .signatures import PREDICT_METHOD, Signature
+from .signatures import PREDICT_METHOD, Signature, get_signature
+from .tf_status import error_from_exception
 from .validation import explain_failure
 
 log = logging.getLogger("server.servable")
 
 DEFAULT_SIGNATURE = "serving_default"
 SIGNATURE_DEFS_METADATA = "signature_defs_metadata"
+TFLITE_MODEL_FILE = "model.tflite"  # saved_model_bundle_factory.cc: kTfLiteModelFilename
 INITIAL_BATCH_SIZE = 500  # tflite_interpreter_pool.h: kInitialBatchSize
 _PARSE_EXAMPLE_OPS = (b"ParseExampleV2", b"ParseExample")
 

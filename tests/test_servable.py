@@ -6,7 +6,6 @@ import types
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 

@@ -54,10 +54,11 @@ def test_method_name_check_on_is_tf_servings():
 
 def test_method_name_check_as_the_core_calls_it(testdata):
     # DataPlane(check_method_name=...) calls it with the API's method name when the flag is on.
+    import numpy as np
+
+    from server import config
     from server.dataplane import DataPlane, ModelSpec
     from server.lifecycle import ModelManager
-    from server import config
-    import numpy as np
     models = config.single_model("hpt", str(testdata / "saved_model_half_plus_two_cpu"))
     manager = ModelManager(models, file_system_poll_wait_seconds=0).start()
     try:
@@ -84,9 +85,9 @@ def test_method_name_check_as_the_core_calls_it(testdata):
 @pytest.mark.xfail(strict=True, reason="tf_example.check_classify_signature / check_regress_signature check the "
                                        "method_name whatever the flag; TF Serving checks it only with the flag on")
 def test_method_name_check_off_through_the_core(testdata):
+    from server import config
     from server.dataplane import DataPlane, ModelSpec
     from server.lifecycle import ModelManager
-    from server import config
     manager = ModelManager(config.single_model("hpt", str(testdata / "saved_model_half_plus_two_cpu")),
                            file_system_poll_wait_seconds=0).start()
     try:

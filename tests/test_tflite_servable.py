@@ -1,4 +1,5 @@
-"""server/tflite_servable.py: TF Serving's TensorFlow Lite models (--prefer_tflite_model), served as its TfLiteSession."""
+"""server/tflite_servable.py: TF Serving's TensorFlow Lite models (--prefer_tflite_model), served as its
+TfLiteSession does."""
 import concurrent.futures
 
 import numpy as np

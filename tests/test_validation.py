@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 from tensorflow.core.framework import types_pb2
 
-from .sigs import make_signature
 from server.errors import ServingError
 from server.validation import explain_failure, validate_inputs
+
+from .sigs import make_signature
 
 F, I64, S = types_pb2.DT_FLOAT, types_pb2.DT_INT64, types_pb2.DT_STRING
 
@@ -81,8 +82,8 @@ def test_inputs_with_defaults_may_be_left_out():
     validate_inputs({"a": np.zeros(1, np.float32)}, sig)
     assert message({"a": np.zeros(1, np.float32), "c": np.zeros(1, np.float32)}, sig) == (
         "Inputs contains invalid name. Used request inputs: a, request input: a,c")
-    assert "Signature input alias: a(feed name: a:0) not found" in message({"b": np.zeros(1, np.float32)},
-                                                                          make_sig({"a": (F, [-1]), "b": (F, [-1]), "c": (F, [-1])}, defaults=["c"]))
+    three = make_sig({"a": (F, [-1]), "b": (F, [-1]), "c": (F, [-1])}, defaults=["c"])
+    assert "Signature input alias: a(feed name: a:0) not found" in message({"b": np.zeros(1, np.float32)}, three)
 
 
 def test_dtype_checked_against_what_the_model_takes():
