@@ -58,7 +58,8 @@ model_config_list {{
   config {{ name: "keras3" base_path: "{keras3_base}/good" model_platform: "tensorflow" }}
   config {{ name: "keras3_stripped" base_path: "{keras3_base}/stripped" model_platform: "tensorflow" }}
 }}""")
-    with ServerProcess([f"--model_config_file={cfg}"]) as server:
+    # no load retries: a version that cannot load ends at once (TF Serving retries 5 times a minute apart)
+    with ServerProcess([f"--model_config_file={cfg}", "--max_num_load_retries=0"]) as server:
         # TF Serving's integration test: x = 2.0 with shape [1] answers 4.0
         assert wait_settled(server, "half_plus_three")["model_version_status"][0]["state"] == "AVAILABLE"
         assert post(server, "/v1/models/half_plus_three:predict", {"inputs": {"x": [2.0]}}) == (200, {"outputs": [4.0]})
@@ -90,7 +91,8 @@ model_config_list {{
   config {{ name: "bad" base_path: "{testdata}/bad_half_plus_two" model_platform: "tensorflow" }}
   config {{ name: "savedmodel" base_path: "{testdata}/saved_model_half_plus_two_cpu" model_platform: "tensorflow" }}
 }}""")
-    with ServerProcess([f"--model_config_file={cfg}", "--prefer_tflite_model", "--num_tflite_pools=2",
+    with ServerProcess([f"--model_config_file={cfg}", "--max_num_load_retries=0", "--prefer_tflite_model",
+                        "--num_tflite_pools=2",
                         "--num_tflite_interpreters_per_pool=2"]) as server:
         for name in ("tflite", "tflite_sigdef"):
             assert wait_settled(server, name)["model_version_status"][0]["state"] == "AVAILABLE"
