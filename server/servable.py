@@ -155,7 +155,7 @@ LOADER_DEFAULTS = {
     "mixed_precision": "",
     "remove_unused_fields_from_bundle_metagraph": False,
     "prefer_tflite_model": False,
-    "num_tflite_pools": 0,                 # 0: one interpreter per core, as TF Serving's default
+    "num_tflite_pools": os.cpu_count() or 1,  # TF Serving's default: one interpreter per core
     "num_tflite_interpreters_per_pool": 1,
 }
 _ALIASES = {"tags": "saved_model_tags", "intra_op_threads": "intra_op_parallelism",

@@ -95,7 +95,7 @@ class TfLiteServable:
 
     kind = "tflite"
 
-    def __init__(self, name: str, version: int, path: str, model_bytes: bytes, num_pools: int = 0,
+    def __init__(self, name: str, version: int, path: str, model_bytes: bytes, num_pools: int = 1,
                  interpreters_per_pool: int = 1):
         self.name, self.version, self.path = name, version, path
         try:
@@ -108,7 +108,7 @@ class TfLiteServable:
         self.signatures: dict[str, Signature] = {
             key: Signature.from_proto(key, sig) for key, sig in sorted(self._sigdefs.items())}
         self._prestage, run_bytes = _split_parse_example(model, model_bytes)
-        size = max(1, num_pools or os.cpu_count() or 1)
+        size = max(1, num_pools)  # tflite_session.cc: at least one interpreter
         self._pool: queue.Queue = queue.Queue()
         self._input_names: dict[int, str] = {}
         self._output_names: dict[int, str] = {}
@@ -411,7 +411,7 @@ def _parser(sparse_keys, dense_keys, defaults, num_sparse, sparse_types, dense_s
     return parse
 
 
-def load_tflite(name: str, version: int, path: str, num_pools: int = 0,
+def load_tflite(name: str, version: int, path: str, num_pools: int = 1,
                 interpreters_per_pool: int = 1) -> TfLiteServable:
     """Load `<path>/model.tflite` (--prefer_tflite_model). Raises ServingError when it cannot be served."""
     file = os.path.join(path, TFLITE_MODEL_FILE)

@@ -135,3 +135,36 @@ def test_broken_tflite_file_fails_to_load(tmp_path):
     with pytest.raises(errors.ServingError) as e:
         load_servable("m", 1, str(tmp_path / "1"), prefer_tflite_model=True)
     assert e.value.code in ("INVALID_ARGUMENT", "INTERNAL")
+
+
+def test_tflite_signatures_run_through_signature_runners(tmp_path):
+    # A model converted with TFLite's own SignatureDefs: each is a signature, run by its signature runner.
+    import tensorflow as tf
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="a")])
+        def add(self, a):
+            return {"sum": tf.reduce_sum(a, axis=1), "twice": a * 2.0}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="b")])
+        def neg(self, b):
+            return {"neg": -b}
+
+    module = Module()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.add.get_concrete_function(), module.neg.get_concrete_function()], module)
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "model.tflite").write_bytes(converter.convert())
+    s = load_servable("sigs", 1, str(tmp_path / "1"), prefer_tflite_model=True, num_tflite_pools=2)
+    try:
+        assert sorted(s.signatures) == ["add", "neg"] and sorted(s.signature_def_map()) == ["add", "neg"]
+        add = s.get_signature("add")
+        assert list(add.inputs) == ["a"] and list(add.outputs) == ["sum", "twice"] and add.inputs["a"].shape == (-1, 2)
+        out = s.run(add, {"a": np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], np.float32)})
+        np.testing.assert_array_equal(out["sum"], [3.0, 7.0, 11.0])
+        np.testing.assert_array_equal(out["twice"], [[2.0, 4.0], [6.0, 8.0], [10.0, 12.0]])
+        assert list(s.run(add, {"a": np.ones((1, 2), np.float32)}, output_keys=("sum",))) == ["sum"]
+        np.testing.assert_array_equal(s.run(s.get_signature("neg"), {"b": np.array([1.0, -2.0], np.float32)})["neg"],
+                                      [-1.0, 2.0])
+    finally:
+        s.unload()
