@@ -153,7 +153,7 @@ LOADER_DEFAULTS = {
     "session_config": b"",                 # a serialized ConfigProto (--tensorflow_session_config_file)
     "per_process_gpu_memory_fraction": 0.0,
     "mixed_precision": "",
-    "remove_unused_fields_from_bundle_metagraph": False,
+    "remove_unused_fields_from_bundle_metagraph": True,  # TF Serving's default
     "prefer_tflite_model": False,
     "num_tflite_pools": os.cpu_count() or 1,  # TF Serving's default: one interpreter per core
     "num_tflite_interpreters_per_pool": 1,

@@ -10,7 +10,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
 from server import errors
-from server.servable import load_servable, loader_settings
+from server.servable import load_servable, loader_settings, session_config
 from server.validation import validate_inputs
 
 
@@ -174,6 +174,28 @@ def test_loader_options_object_and_keywords(testdata):
     with pytest.raises(errors.ServingError) as e:
         load_servable("hpt", 123, path, tags=("gpu",))
     assert "gpu" in e.value.message
+
+
+def test_session_config_as_tf_serving_builds_it(caplog):
+    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+    file_config = config_pb2.ConfigProto(intra_op_parallelism_threads=7, allow_soft_placement=True)
+    proto = session_config(loader_settings(session_config=file_config.SerializeToString(), session_parallelism=3))
+    # the file's ConfigProto, then --tensorflow_session_parallelism for both pools
+    assert proto.allow_soft_placement
+    assert (proto.intra_op_parallelism_threads, proto.inter_op_parallelism_threads) == (3, 3)
+    proto = session_config(loader_settings(intra_op_threads=2, inter_op_threads=-1, session_parallelism=3))
+    assert (proto.intra_op_parallelism_threads, proto.inter_op_parallelism_threads) == (2, -1)
+    on = rewriter_config_pb2.RewriterConfig.ON
+    rewrite = session_config(loader_settings(mixed_precision="bfloat16")).graph_options.rewrite_options
+    assert rewrite.auto_mixed_precision_onednn_bfloat16 == on
+    with caplog.at_level("WARNING", logger="server.servable"):
+        proto = session_config(loader_settings(mixed_precision="fp16"))
+    assert proto.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 != on
+    assert "fp16 auto mixed precision is not supported. Valid option: bfloat16" in caplog.text
+    # an options object with TF Serving's own ConfigProto builder is asked for it
+    built = config_pb2.ConfigProto(inter_op_parallelism_threads=5)
+    options = types.SimpleNamespace(session_config_proto=lambda: built)
+    assert session_config(loader_settings(options), options).inter_op_parallelism_threads == 5
 
 
 # -- SavedModels written by tf.saved_model.save from Keras 3 models -------------------------------
