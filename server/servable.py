@@ -175,7 +175,10 @@ def loader_settings(options=None, **overrides) -> dict:
         if name not in settings:
             raise TypeError(f"load_servable() got an unexpected keyword argument {name!r}")
         settings[name] = value
-    settings["saved_model_tags"] = tuple(settings["saved_model_tags"]) or (SERVE_TAG,)
+    tags = settings["saved_model_tags"]
+    if isinstance(tags, str):  # the flag's own form: "serve,gpu"
+        tags = [t for t in tags.split(",") if t]
+    settings["saved_model_tags"] = tuple(tags) or (SERVE_TAG,)
     return settings
 
 

@@ -169,6 +169,7 @@ def test_loader_options_object_and_keywords(testdata):
         s.unload()
     with pytest.raises(TypeError):
         load_servable("hpt", 123, path, no_such_flag=1)
+    assert loader_settings(saved_model_tags="serve,gpu")["saved_model_tags"] == ("serve", "gpu")
     settings = loader_settings(options, tags=("a", "b"), inter_op_threads=-1)
     assert settings["saved_model_tags"] == ("a", "b") and settings["inter_op_parallelism"] == -1
     with pytest.raises(errors.ServingError) as e:
