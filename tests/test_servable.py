@@ -269,3 +269,34 @@ def test_run_past_the_timeout_is_deadline_exceeded(tmp_path):
     out = s.run(sig, {"x": np.array([5.0], np.float32), "n": np.array(1, np.int64)})
     np.testing.assert_array_equal(out["y"], [5.0])
     s.unload()
+
+
+def test_exports_whose_variables_a_session_restores_stay_in_a_session(tmp_path, keras3_saved):
+    import keras
+    import tensorflow as tf
+    # TF Serving's own test_tf_saved_model_save: a tf.Module's variables are restored by the session loader.
+    root = tf.train.Checkpoint()
+    root.v1, root.v2 = tf.Variable(3.0), tf.Variable(2.0)
+    root.f = tf.function(lambda x: {"y": root.v1 * root.v2 * x})
+    signature = root.f.get_concrete_function(tf.TensorSpec(None, tf.float32))
+    tf.saved_model.save(root, str(tmp_path / "module" / "1"), signature)
+    s = load_servable("module", 1, str(tmp_path / "module" / "1"))
+    try:
+        assert s.kind == "session"
+        out = s.run(s.get_signature("serving_default"), {"x": np.array([2.0], np.float32)})
+        np.testing.assert_array_equal(out["y"], [12.0])
+    finally:
+        s.unload()
+    # Keras 3's own export for serving (model.export) runs in a session, as in TF Serving.
+    _, model = keras3_saved
+    model.export(str(tmp_path / "exported" / "1"), verbose=False)
+    s = load_servable("exported", 1, str(tmp_path / "exported" / "1"))
+    try:
+        assert s.kind == "session"
+        sig = s.get_signature("serving_default")
+        (key,) = sig.inputs
+        (out,) = s.run(sig, {key: np.array([[1.0, 2.0, 3.0]], np.float32)}).values()
+        np.testing.assert_allclose(out, [[17.0, 21.0]])
+    finally:
+        s.unload()
+    assert keras.__version__.startswith("3.")
