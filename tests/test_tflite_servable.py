@@ -168,3 +168,26 @@ def test_tflite_signatures_run_through_signature_runners(tmp_path):
                                       [-1.0, 2.0])
     finally:
         s.unload()
+
+
+def test_parse_example_feeding_more_ops(tmp_path):
+    # ParseExample (TFLite's custom op, run here by TensorFlow's kernel) followed by ops the interpreter runs.
+    import tensorflow.compat.v1 as tf1
+    graph = tf1.Graph()
+    with tf1.Session(graph=graph) as sess:
+        serialized = tf1.placeholder(tf1.string, name="input", shape=[None])
+        x = tf1.parse_example(serialized, {"x": tf1.FixedLenFeature([1], tf1.float32, default_value=[0.0])})["x"]
+        converter = tf1.lite.TFLiteConverter.from_session(sess, [serialized], [tf1.identity(x * 2.0 + 1.0, name="y")])
+        converter.target_spec.supported_ops = [tf1.lite.OpsSet.TFLITE_BUILTINS]
+        converter.allow_custom_ops = True
+        (tmp_path / "1").mkdir()
+        (tmp_path / "1" / "model.tflite").write_bytes(converter.convert())
+    s = load_servable("pe", 1, str(tmp_path / "1"), prefer_tflite_model=True, num_tflite_pools=1)
+    try:
+        sig = s.get_signature("serving_default")
+        assert list(sig.inputs) == ["input"] and list(sig.outputs) == ["y"]
+        out = s.run(sig, {"input": np.array([example(x=2.0), example(), example(x=-1.0)], dtype=object)})
+        np.testing.assert_array_equal(out["y"], [[5.0], [1.0], [-1.0]])
+        np.testing.assert_array_equal(s.run(sig, {"input": np.array([example(x=0.5)], dtype=object)})["y"], [[2.0]])
+    finally:
+        s.unload()
