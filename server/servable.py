@@ -15,22 +15,13 @@ import threading
 import numpy as np
 
 from . import errors
-from .signatures import Signature
+from .signatures import INIT_OP_SIGNATURE, Signature, get_signature, signatures_only
+from .tf_status import error_from_exception
+from .validation import defaults_of, explain_failure
 
 log = logging.getLogger("server.servable")
 
 SERVE_TAG = "serve"
-# TF2 exports carry this entry in their signature map: it is the variables' init op, not a
-# callable signature; it stays in the metadata (as in TF Serving) but cannot be run.
-INIT_OP_SIGNATURE = "__saved_model_init_op"
-
-_TF_CODE_NAMES = {
-    1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
-    6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION",
-    10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
-    15: "DATA_LOSS", 16: "UNAUTHENTICATED",
-}
-
 
 def _tf():
     # TensorFlow is imported on first use so that `python -m server --help` answers at once.
@@ -38,25 +29,10 @@ def _tf():
     return tf
 
 
-def error_from_exception(exc: BaseException, context: str) -> errors.ServingError:
-    """Turn whatever TensorFlow raised into a ServingError with the matching status code."""
-    if isinstance(exc, errors.ServingError):
-        return exc
-    tf = _tf()
-    if isinstance(exc, tf.errors.OpError):
-        code = _TF_CODE_NAMES.get(exc.error_code, "UNKNOWN")
-        message = exc.message.split("\n\t[[")[0].strip()  # drop the graph-node trailer
-    elif isinstance(exc, FileNotFoundError) or (isinstance(exc, OSError) and "does not exist" in str(exc)):
-        code, message = "NOT_FOUND", str(exc)
-    elif isinstance(exc, (ValueError, TypeError)):
-        code, message = "INVALID_ARGUMENT", str(exc)
-    else:
-        code, message = "UNKNOWN", f"{type(exc).__name__}: {exc}"
-    return errors.ServingError(code, f"{context}{message}" if context else message)
-
-
 class Servable:
     """A SavedModel version loaded in its own graph and session."""
+
+    kind = "session"
 
     def __init__(self, name: str, version: int, path: str, session, meta_graph, run_timeout_ms: int = 0):
         self.name = name
@@ -65,10 +41,13 @@ class Servable:
         self._session = session
         self._meta_graph = meta_graph
         self.signatures: dict[str, Signature] = {
-            key: _with_shape_checks(Signature.from_proto(key, sig), session.graph)
+            key: _with_model_dtypes(Signature.from_proto(key, sig), session.graph)
             for key, sig in sorted(meta_graph.signature_def.items())
             if key != INIT_OP_SIGNATURE
         }
+        # SignatureDef defaults, fed for inputs a request leaves out (as TF Serving's GetInputValues).
+        self._defaults = {key: {k: _tf().make_ndarray(v) for k, v in defaults_of(sig).items()}
+                          for key, sig in self.signatures.items()}
         self._run_options = None
         if run_timeout_ms > 0:  # --rest_api_timeout_in_ms: a longer run ends as DEADLINE_EXCEEDED (504)
             self._run_options = _tf().compat.v1.RunOptions(timeout_in_ms=run_timeout_ms)
@@ -80,13 +59,10 @@ class Servable:
         return self._meta_graph.signature_def
 
     def get_signature(self, name: str) -> Signature:
-        sig = self.signatures.get(name)
-        if sig is None:
-            raise errors.invalid_argument(f'Serving signature name: "{name}" not found in signature def')
-        return sig
+        return get_signature(self.signatures, name)
 
-    def _callable(self, signature: Signature, input_keys: tuple[str, ...]):
-        key = (signature.name, input_keys)
+    def _callable(self, signature: Signature, input_keys: tuple[str, ...], output_keys: tuple[str, ...]):
+        key = (signature.name, input_keys, output_keys)
         fn = self._callables.get(key)
         if fn is None:
             with self._callables_lock:
@@ -94,7 +70,7 @@ class Servable:
                 if fn is None:
                     fn = self._make_callable(
                         [signature.inputs[k].tensor_name for k in input_keys],
-                        [spec.tensor_name for spec in signature.outputs.values()],
+                        [signature.outputs[k].tensor_name for k in output_keys],
                     )
                     self._callables[key] = fn
         return fn
@@ -106,7 +82,6 @@ class Servable:
         each signature) goes straight to TF_SessionRunCallable; `make_callable` with feeds would go
         through `Session.run` and its feed-dict handling on every call (measured: ~2x slower here).
         """
-        tf = _tf()
         from tensorflow.core.protobuf import config_pb2
         opts = config_pb2.CallableOptions(feed=feeds, fetch=fetches)
         if self._run_options is not None:
@@ -122,17 +97,27 @@ class Servable:
             return fn
         return lambda *args: fn(*args, options=self._run_options)
 
-    def run(self, signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Feed `inputs` (already validated against the signature), fetch every output."""
+    def run(self, signature: Signature, inputs: dict[str, np.ndarray],
+            output_keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Feed `inputs` (validated by validation.validate_inputs), fetch every output (or `output_keys`).
+
+        The tensors are fed as TF Serving feeds them, whatever the shapes the signature declares;
+        when TensorFlow refuses them, its message is followed by what the signature declares.
+        """
         if self._session is None:
             raise errors.unavailable(f"Servable {self.name} version {self.version} is unloaded")
-        keys = tuple(sorted(inputs))
-        fn = self._callable(signature, keys)
+        feeds = inputs
+        defaults = self._defaults.get(signature.name)
+        if defaults and len(inputs) < len(signature.inputs):
+            feeds = {**{k: v for k, v in defaults.items() if k not in inputs}, **inputs}
+        keys = tuple(sorted(feeds))
+        outs = tuple(output_keys) if output_keys else tuple(signature.outputs)  # none: all, as TF Serving
         try:
-            values = fn(*[inputs[k] for k in keys])
+            fn = self._callable(signature, keys, outs)
+            values = fn(*[feeds[k] for k in keys])
         except Exception as exc:  # a failure inside the model: a JSON error, never a dropped connection
-            raise error_from_exception(exc, "") from exc
-        return {k: np.asarray(v) for k, v in zip(signature.outputs, values)}
+            raise explain_failure(error_from_exception(exc, ""), inputs, signature) from exc
+        return {k: np.asarray(v) for k, v in zip(outs, values)}
 
     def unload(self) -> None:
         session, self._session = self._session, None
@@ -141,84 +126,170 @@ class Servable:
             session.close()
 
 
-_PLACEHOLDERS = ("Placeholder", "PlaceholderWithDefault")
-
-
-def _with_shape_checks(signature: Signature, graph) -> Signature:
-    """Mark which inputs must match their declared shape: those that feed a Placeholder.
-
-    See TensorSpec.check_shape: an input that overrides an intermediate tensor of a TF1 graph is fed
-    as TF Serving feeds it, with only its dtype checked.
-    """
+def _with_model_dtypes(signature: Signature, graph) -> Signature:
+    """Note, for each input, the dtype its graph tensor takes where the SignatureDef declares another
+    (TensorFlow checks fed tensors against the graph; TF Serving's half_plus_three declares its
+    serialized-example input as float)."""
     inputs = {}
     for key, spec in signature.inputs.items():
         try:
-            op_type = graph.get_tensor_by_name(spec.tensor_name).op.type
+            takes = graph.get_tensor_by_name(spec.tensor_name).dtype.as_datatype_enum
         except (KeyError, ValueError):
-            op_type = ""
-        inputs[key] = dataclasses.replace(spec, check_shape=op_type in _PLACEHOLDERS)
+            takes = spec.dtype
+        inputs[key] = spec if takes == spec.dtype else dataclasses.replace(spec, model_dtype=int(takes))
     return dataclasses.replace(signature, inputs=inputs)
 
 
-def load_servable(name: str, version: int, path: str, tags=(SERVE_TAG,), run_timeout_ms: int = 0,
-                  intra_op_threads: int = 0, inter_op_threads: int = 0) -> Servable:
-    """Load one version folder. Raises ServingError with TF's status code when it cannot be loaded.
+# -- loading ---------------------------------------------------------------------------------
 
-    intra_op_threads/inter_op_threads: TensorFlow's thread pools for this session (0 = TensorFlow's
-    default, one per core; a negative inter_op_threads runs every op in the calling thread), as TF
-    Serving's --tensorflow_intra_op_parallelism/..._inter_op_....
-    """
+# What the loader reads from the flags: the field names of options.LoaderOptions (TF Serving's
+# SessionBundleConfig), with the defaults used when a caller gives neither options nor a keyword.
+LOADER_DEFAULTS = {
+    "saved_model_tags": (SERVE_TAG,),
+    "run_timeout_ms": 0,
+    "intra_op_parallelism": 0,
+    "inter_op_parallelism": 0,
+    "session_parallelism": 0,
+    "session_config": b"",                 # a serialized ConfigProto (--tensorflow_session_config_file)
+    "per_process_gpu_memory_fraction": 0.0,
+    "mixed_precision": "",
+    "remove_unused_fields_from_bundle_metagraph": True,  # TF Serving's default
+    "prefer_tflite_model": False,
+    "num_tflite_pools": os.cpu_count() or 1,  # TF Serving's default: one interpreter per core
+    "num_tflite_interpreters_per_pool": 1,
+}
+_ALIASES = {"tags": "saved_model_tags", "intra_op_threads": "intra_op_parallelism",
+            "inter_op_threads": "inter_op_parallelism"}
+
+
+def loader_settings(options=None, **overrides) -> dict:
+    """LOADER_DEFAULTS, then the same-named attributes of `options` (an options.LoaderOptions), then
+    keyword overrides (also under their older names: tags, intra_op_threads, inter_op_threads)."""
+    settings = dict(LOADER_DEFAULTS)
+    if options is not None:
+        for name in settings:
+            if hasattr(options, name):
+                settings[name] = getattr(options, name)
+    for name, value in overrides.items():
+        name = _ALIASES.get(name, name)
+        if name not in settings:
+            raise TypeError(f"load_servable() got an unexpected keyword argument {name!r}")
+        settings[name] = value
+    tags = settings["saved_model_tags"]
+    if isinstance(tags, str):  # the flag's own form: "serve,gpu"
+        tags = [t for t in tags.split(",") if t]
+    settings["saved_model_tags"] = tuple(tags) or (SERVE_TAG,)
+    return settings
+
+
+def session_config(settings: dict, options=None):
+    """The session's ConfigProto as TF Serving builds it (model_servers/server.cc, then
+    saved_model_bundle_factory.cc for --mixed_precision)."""
     tf = _tf()
+    if options is not None and hasattr(options, "session_config_proto"):
+        proto = options.session_config_proto()
+    else:
+        proto = tf.compat.v1.ConfigProto()
+        if settings["session_config"]:
+            proto.ParseFromString(settings["session_config"])
+        proto.gpu_options.per_process_gpu_memory_fraction = settings["per_process_gpu_memory_fraction"]
+        if settings["intra_op_parallelism"] != 0 or settings["inter_op_parallelism"] != 0:
+            # nonzero rather than TF Serving's > 0: a negative inter-op count runs ops in the caller's thread
+            proto.intra_op_parallelism_threads = settings["intra_op_parallelism"]
+            proto.inter_op_parallelism_threads = settings["inter_op_parallelism"]
+        else:
+            proto.intra_op_parallelism_threads = settings["session_parallelism"]
+            proto.inter_op_parallelism_threads = settings["session_parallelism"]
+    mixed = settings["mixed_precision"]
+    if mixed == "bfloat16":
+        log.info("Running inference with bfloat16 auto mixed precision")
+        from tensorflow.core.protobuf import rewriter_config_pb2
+        proto.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+    elif mixed:
+        log.warning("%s auto mixed precision is not supported. Valid option: bfloat16", mixed)
+    return proto
+
+
+def load_servable(name: str, version: int, path: str, options=None, **overrides):
+    """Load one version folder as TF Serving's SavedModelBundleFactory does. Raises ServingError with
+    TF's status code when it cannot be loaded.
+
+    options: an options.LoaderOptions (or anything with its field names); keyword overrides as in
+    LOADER_DEFAULTS. `model.tflite` is served when prefer_tflite_model is set and the file is there
+    (server/tflite_servable.py). A SavedModel runs in a TensorFlow session, as in TF Serving; one
+    whose signatures could never run there (functions reading variables the session never restores,
+    as `tf.saved_model.save` writes for Keras 3 models) is served through TensorFlow's object-graph
+    loader instead (server/function_servable.py), or refused with a status that says how to
+    re-export it.
+    """
+    settings = loader_settings(options, **overrides)
     if not os.path.isdir(path):
         raise errors.not_found(f"Could not find base path {path} for servable {name} with error Not found")
+    if settings["prefer_tflite_model"] and os.path.exists(os.path.join(path, "model.tflite")):
+        from .tflite_servable import load_tflite
+        return load_tflite(name, version, path, num_pools=settings["num_tflite_pools"],
+                           interpreters_per_pool=settings["num_tflite_interpreters_per_pool"])
+    _check_saved_model_dir(path)
+    tf = _tf()
     graph = tf.Graph()
-    session_config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=intra_op_threads,
-                                              inter_op_parallelism_threads=inter_op_threads)
-    session = tf.compat.v1.Session(graph=graph, config=session_config)
+    session = tf.compat.v1.Session(graph=graph, config=session_config(settings, options))
     try:
         with graph.as_default():
-            meta_graph = tf.compat.v1.saved_model.load(session, list(tags), path)
+            meta_graph = tf.compat.v1.saved_model.load(session, list(settings["saved_model_tags"]), path)
+        unrestored = unrestored_variables(meta_graph, session)
     except BaseException as exc:
         session.close()
         raise error_from_exception(exc, "") from exc
-    try:
-        check_signatures_match_graph(meta_graph, graph)
-    except errors.ServingError:
+    if unrestored:
         session.close()
-        raise
-    return Servable(name, version, path, session, meta_graph, run_timeout_ms=run_timeout_ms)
+        from .function_servable import load_functions
+        return load_functions(name, version, path, settings["saved_model_tags"], unrestored)
+    if settings["remove_unused_fields_from_bundle_metagraph"]:
+        meta_graph = signatures_only(meta_graph)
+    return Servable(name, version, path, session, meta_graph, run_timeout_ms=settings["run_timeout_ms"])
 
 
-def check_signatures_match_graph(meta_graph, graph) -> None:
-    """Refuse a SavedModel whose SignatureDefs declare shapes or types its graph tensors do not have.
+def _check_saved_model_dir(path: str) -> None:
+    """TF Serving's LoadSessionBundleOrSavedModelBundle: the old SessionBundle format is refused, and a
+    folder without saved_model.pb(txt) is not a SavedModel."""
+    if os.path.exists(os.path.join(path, "export.meta")):
+        raise errors.unimplemented(
+            f"Session Bundle is deprecated and removed. ({path} holds an export.meta: a SessionBundle export, "
+            f"from TensorFlow 1's old exporter; export the model as a SavedModel to serve it)")
+    if not any(os.path.exists(os.path.join(path, f)) for f in ("saved_model.pb", "saved_model.pbtxt")):
+        raise errors.not_found("Specified file path does not appear to contain a SavedModel bundle (should have a "
+                               f"file called `saved_model.pb`)\nSpecified file path: {path}")
 
-    Inputs are validated against the declared signature before every run, so a signature that
-    contradicts its own graph could never be called correctly. TensorFlow 2's loader refuses such
-    models too ("Shapes must be equal rank"); TF Serving's C++ loader does not check.
-    """
+
+def unrestored_variables(meta_graph, session) -> list[str]:
+    """The resource variables the signatures read that are still uninitialized after the SavedModel's
+    restore and init ops ran: such signatures fail on every request ("Could not find variable").
+    `tf.saved_model.save` of a Keras 3 model writes such SavedModels (its functions read variables
+    that the TF1 restore op never assigns)."""
     tf = _tf()
-    for key, sig in sorted(meta_graph.signature_def.items()):
+    graph = session.graph
+    wanted = []
+    for key, sig in meta_graph.signature_def.items():
         if key == INIT_OP_SIGNATURE:
             continue
-        for kind, infos in (("input", sig.inputs), ("output", sig.outputs)):
-            for arg, info in sorted(infos.items()):
-                if not info.name:
-                    continue  # sparse/composite tensors carry no single name; nothing to compare
-                try:
-                    tensor = graph.get_tensor_by_name(info.name)
-                except (KeyError, ValueError) as exc:
-                    raise errors.invalid_argument(
-                        f"Signature '{key}' {kind} '{arg}' names tensor {info.name}, which is not in the graph"
-                    ) from exc
-                declared = tf.TensorShape(info.tensor_shape)
-                actual = tensor.shape
-                if declared.is_compatible_with(actual):
-                    continue
-                if declared.rank is not None and actual.rank is not None and declared.rank != actual.rank:
-                    why = f"Shapes must be equal rank, but are {actual.rank} and {declared.rank}"
-                else:
-                    why = "Shapes are incompatible"
-                raise errors.invalid_argument(
-                    f"Signature '{key}' {kind} '{arg}' declares shape {declared} but its tensor {info.name} "
-                    f"has shape {actual}: {why}"
-                )
+        for info in sig.outputs.values():
+            try:
+                wanted.append(graph.get_tensor_by_name(info.name))
+            except (KeyError, ValueError):
+                continue
+    handles, seen, stack = [], set(), [t.op for t in wanted]
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        if op.type == "VarHandleOp":
+            handles.append(op)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    if not handles:
+        return []
+    with graph.as_default(), tf.name_scope("server_variable_check"):
+        checks = [tf.raw_ops.VarIsInitializedOp(resource=op.outputs[0]) for op in handles]
+    done = session.run(checks)
+    return sorted(op.name for op, ok in zip(handles, done) if not ok)

@@ -11,7 +11,12 @@ import numpy as np
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
+from .errors import ServingError
+
 DEFAULT_SIGNATURE = "serving_default"  # the signature a request without "signature_name" runs
+# TF2 exports carry this entry in their signature map: it is the variables' init op, not a
+# callable signature; it stays in the metadata (as in TF Serving) but cannot be run.
+INIT_OP_SIGNATURE = "__saved_model_init_op"
 
 # DataType enum -> numpy dtype for the types a JSON request can carry.
 # DT_STRING maps to object (Python bytes); DT_HALF/DT_BFLOAT16 are fed as float32 and cast by TF.
@@ -58,12 +63,10 @@ class TensorSpec:
     tensor_name: str              # the graph tensor, e.g. "x:0"
     dtype: int                    # a types_pb2.DataType value, e.g. types_pb2.DT_FLOAT
     shape: tuple[int, ...] | None  # None: unknown rank; -1: a dimension of any size
-    # Whether a request must match `shape` before the model runs. True for a graph's Placeholder (the
-    # model's own declaration of what it takes); False for an input that feeds an intermediate tensor
-    # of a TF1 graph, whose shape is only what TensorFlow inferred for it: TF Serving feeds those
-    # unchecked, and clients rely on it (its tutorial's half_plus_two request is [1.0, 2.0, 5.0] for x
-    # declared [-1,1]). The dtype is checked either way.
-    check_shape: bool = True
+    # The dtype the model's tensor takes, where it differs from the declared one (a TF1 graph may
+    # declare a signature that contradicts its own tensors): TensorFlow checks fed tensors against
+    # this one. None: the declared dtype.
+    model_dtype: int | None = None
 
     @property
     def np_dtype(self) -> np.dtype:
@@ -104,3 +107,56 @@ class Signature:
             outputs={k: TensorSpec.from_proto(k, sig.outputs[k]) for k in sorted(sig.outputs)},
             proto=sig,
         )
+
+
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+
+
+_API_OF_METHOD = {PREDICT_METHOD: "predict", CLASSIFY_METHOD: "classify", REGRESS_METHOD: "regress"}
+
+
+def check_method_name(signature: Signature, api: str, enabled: bool = True) -> None:
+    """--enable_signature_method_name_check: with it on, as in TF Serving, Predict runs only
+    signatures whose method_name is predict, classify or regress (INTERNAL otherwise, as
+    predict_util.cc), Classify only classify signatures and Regress only regress signatures
+    (INVALID_ARGUMENT, as classifier.cc / regressor.cc). Off (TF Serving's default): no check, so
+    that native TF2 models, whose signatures all say predict, can be classified and regressed.
+
+    api: the API called, "predict", "classify" or "regress", or its method name
+    ("tensorflow/serving/predict"...): DataPlane(check_method_name=check_method_name) when the flag is on.
+    """
+    if not enabled:
+        return
+    api = _API_OF_METHOD.get(api, api)
+    method = signature.method_name
+    if api == "predict":
+        if method not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
+            raise ServingError("INTERNAL", "Expected prediction signature method_name to be one of {"
+                                           f"{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {method}")
+    elif api == "classify":
+        if method != CLASSIFY_METHOD:
+            raise ServingError("INVALID_ARGUMENT",
+                               f"Expected classification signature method_name to be {CLASSIFY_METHOD}. Was: {method}")
+    elif api == "regress":
+        if method != REGRESS_METHOD:
+            raise ServingError("INVALID_ARGUMENT",
+                               f"Expected regression signature method_name to be {REGRESS_METHOD}. Was: {method}")
+    else:
+        raise ValueError(f"unknown API {api!r}")
+
+
+def get_signature(signatures: dict[str, Signature], name: str) -> Signature:
+    sig = signatures.get(name)
+    if sig is None:
+        raise ServingError("INVALID_ARGUMENT", f'Serving signature name: "{name}" not found in signature def')
+    return sig
+
+
+def signatures_only(meta_graph):
+    """--remove_unused_fields_from_bundle_metagraph: keep only the SignatureDefs (memory)."""
+    kept = meta_graph_pb2.MetaGraphDef()
+    for key, sig in meta_graph.signature_def.items():
+        kept.signature_def[key].CopyFrom(sig)
+    return kept

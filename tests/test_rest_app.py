@@ -80,11 +80,11 @@ def test_predict_fixture_readme_and_tutorial_answers(client):
     assert code == 400 and "not of expected type: float" in msg
 
 
-def test_placeholder_inputs_are_checked_against_their_declared_shape(client):
-    # The TF2 export's x is a Placeholder of shape [1]: a request of another shape never reaches the model.
-    code, msg = error(client, "POST", "/v1/models/tf2:predict", json.dumps({"instances": [[1.0, 2.0]]}))
-    assert code == 400
-    assert "Input 'x'" in msg and "Expecting shape [1]" in msg and "[1,2]" in msg and "float" in msg
+def test_placeholder_inputs_are_fed_whatever_their_declared_shape(client):
+    # The TF2 export's x is a Placeholder of shape [1]; TF Serving feeds a [1,2] tensor all the same, and
+    # the model (0.5x + 2, element-wise) answers. (This request was refused here before.)
+    assert post(client, "/v1/models/tf2:predict", {"instances": [[1.0, 2.0]]}) == (
+        200, {"predictions": [[2.5, 3.0]]})
 
 
 def test_predict_columnar_format(client):
@@ -100,18 +100,14 @@ def test_predict_by_version_and_label(client):
         assert post(client, path, {"instances": [[4.0]]}) == (200, {"predictions": [[4.0]]})
 
 
-def test_half_plus_three_fails_to_load_and_says_why(client):
-    # Its signature declares x as a scalar while the graph's x:0 is [?, 1]; TensorFlow 2's loader refuses
-    # it ("Shapes must be equal rank"), and so does this server: the version ends with the error in status.
+def test_half_plus_three_answers_as_tf_serving(client):
+    # Its signature declares x as a scalar while the graph's x:0 is [?, 1]; TF Serving serves it (its
+    # integration test sends x = 2.0 as a tensor of shape [1] and expects 4.0), and so does this server.
     doc = json.loads(client.get("/v1/models/half_plus_three").data)
     (status,) = doc["model_version_status"]
-    assert status["version"] == "123" and status["state"] == "END"
-    assert status["status"]["error_code"] == "INVALID_ARGUMENT"
-    assert "Shapes must be equal rank" in status["status"]["error_message"]
-    code, msg = error(client, "POST", "/v1/models/half_plus_three:predict", b'{"instances": [[1.0]]}')
-    assert (code, msg) == (404, "Servable not found for request: Latest(half_plus_three)")
-    # ...and the other models keep serving.
-    assert post(client, "/v1/models/half_plus_two:predict", {"instances": [[1.0]]}) == (200, {"predictions": [[2.5]]})
+    assert status["version"] == "123" and status["state"] == "AVAILABLE"
+    assert post(client, "/v1/models/half_plus_three:predict", {"inputs": {"x": [2.0]}}) == (200, {"outputs": [4.0]})
+    assert post(client, "/v1/models/half_plus_three:predict", {"instances": [2.0]}) == (200, {"predictions": [4.0]})
 
 
 def test_predict_tf2_export(client):
