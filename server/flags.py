@@ -77,7 +77,6 @@ NOT_HONOURED = {
     "xla_cpu_compilation_enabled": "the model loader does not take it yet",
     "xla_gpu_compilation_enabled": "the model loader does not take it yet",
     "platform_config_file": "the model loader does not take it yet (the file is read and checked)",
-    "enable_signature_method_name_check": "the model loader does not take it yet",
     "enable_profiler": "TensorFlow's profiler service is not started yet",
     "thread_pool_factory_config_file": "the model loader does not take it yet (the file is read and checked)",
     "skip_initialize_tpu": "no TPU support: nothing is initialized either way",

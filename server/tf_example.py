@@ -16,11 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import failed_precondition, invalid_argument
-from .signatures import Signature, shape_text, tf_type_name
+from .signatures import CLASSIFY_METHOD, PREDICT_METHOD, REGRESS_METHOD, Signature, shape_text, tf_type_name
 
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
-PREDICT_METHOD = "tensorflow/serving/predict"
+__all__ = ["CLASSIFY_METHOD", "PREDICT_METHOD", "REGRESS_METHOD"]  # re-exported for the front ends
 CLASSIFY_INPUTS, CLASSES, SCORES = "inputs", "classes", "scores"
 REGRESS_INPUTS, REGRESS_OUTPUTS = "inputs", "outputs"
 
@@ -53,10 +51,8 @@ def serialize_input(input_proto) -> list[bytes]:
 # ---------------------------------------------------------------- signature checks
 
 def check_classify_signature(signature: Signature) -> tuple[str, list[str]]:
-    """TF Serving's PreProcessClassification: (input key, output keys to fetch) or its error."""
-    if signature.method_name != CLASSIFY_METHOD:
-        raise invalid_argument(f"Expected classification signature method_name to be {CLASSIFY_METHOD}. "
-                               f"Was: {signature.method_name}")
+    """TF Serving's PreProcessClassification: (input key, output keys to fetch) or its error. The
+    method_name is checked apart, only with --enable_signature_method_name_check (signatures.check_method_name)."""
     if len(signature.inputs) != 1:
         raise invalid_argument("Expected one input Tensor.")
     if len(signature.outputs) not in (1, 2):
@@ -72,10 +68,8 @@ def check_classify_signature(signature: Signature) -> tuple[str, list[str]]:
 
 
 def check_regress_signature(signature: Signature) -> tuple[str, list[str]]:
-    """TF Serving's PreProcessRegression: (input key, [output key]) or its error."""
-    if signature.method_name != REGRESS_METHOD:
-        raise invalid_argument(f"Expected regression signature method_name to be {REGRESS_METHOD}. "
-                               f"Was: {signature.method_name}")
+    """TF Serving's PreProcessRegression: (input key, [output key]) or its error. The method_name is
+    checked apart, only with --enable_signature_method_name_check (signatures.check_method_name)."""
     if len(signature.inputs) != 1:
         raise invalid_argument("Expected one input Tensor.")
     if len(signature.outputs) != 1:

@@ -16,10 +16,12 @@ from .options import LoaderOptions, Options
 log = logging.getLogger("server")
 
 
-def make_dataplane(manager, batchers):
+def make_dataplane(manager, batchers, options: Options):
     """The transport-free core that every front end calls (dataplane.DataPlane)."""
     from .dataplane import DataPlane
-    return DataPlane(manager, batcher_for=batchers.batcher_for if batchers is not None else None)
+    from .signatures import check_method_name
+    return DataPlane(manager, batcher_for=batchers.batcher_for if batchers is not None else None,
+                     check_method_name=check_method_name if options.enable_signature_method_name_check else None)
 
 
 def make_rest_app(dataplane, metrics, options: Options):
@@ -116,7 +118,7 @@ class Worker:
             num_unload_threads=options.num_unload_threads,
             allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
         )
-        self.dataplane = make_dataplane(self.manager, self.batchers)
+        self.dataplane = make_dataplane(self.manager, self.batchers, options)
         self.app = make_rest_app(self.dataplane, self.metrics, options)
         self.front_ends = make_front_ends(self)
 

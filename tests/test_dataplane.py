@@ -13,6 +13,7 @@ from server import config
 from server.dataplane import DataPlane, ModelSpec
 from server.errors import ServingError
 from server.lifecycle import ModelManager
+from server.signatures import check_method_name
 
 CONFIG = """
 model_config_list {
@@ -112,7 +113,7 @@ def test_classify_and_regress_take_serialized_examples(plane):
     result = plane.classify(ModelSpec("half_plus_two", signature_name="classify_x_to_y"), [_example(20.0)])
     np.testing.assert_array_equal(result.outputs["scores"], [[12.0]])
     e = error(plane.classify, ModelSpec("half_plus_two", signature_name="regress_x_to_y"), [_example(1.0)])
-    assert e.message.startswith("Expected classification signature method_name to be tensorflow/serving/classify")
+    assert e.code == "FAILED_PRECONDITION" and 'at least one of "classes" or "scores"' in e.message
     e = error(plane.regress, ModelSpec("half_plus_two", signature_name="nope"), [_example(1.0)])
     assert e.message == "No signature was found with the name: nope"
 
@@ -142,6 +143,14 @@ def test_the_batcher_runs_predict_and_examples(manager):
     plane.predict(ModelSpec("half_plus_two"), X, output_filter=["y"])
     plane.regress(ModelSpec("half_plus_two", signature_name="regress_x_to_y"), [_example(1.0)])
     assert calls == ["serving_default", "regress_x_to_y"]
+
+
+def test_method_name_check_with_the_flag(manager):
+    plane = DataPlane(manager, check_method_name=check_method_name)
+    e = error(plane.classify, ModelSpec("half_plus_two", signature_name="regress_x_to_y"), [_example(1.0)])
+    assert (e.code, e.message) == ("INVALID_ARGUMENT", "Expected classification signature method_name to be "
+                                                       "tensorflow/serving/classify. Was: tensorflow/serving/regress")
+    assert plane.regress(ModelSpec("half_plus_two", signature_name="regress_x_to_y"), [_example(1.0)]).version == 124
 
 
 def test_method_name_check_is_called_with_the_api(manager):

@@ -82,8 +82,6 @@ def test_method_name_check_as_the_core_calls_it(testdata):
         manager.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="tf_example.check_classify_signature / check_regress_signature check the "
-                                       "method_name whatever the flag; TF Serving checks it only with the flag on")
 def test_method_name_check_off_through_the_core(testdata):
     from server import config
     from server.dataplane import DataPlane, ModelSpec
@@ -94,6 +92,6 @@ def test_method_name_check_off_through_the_core(testdata):
         assert manager.wait_until_settled(60)
         with pytest.raises(ServingError) as e:  # regress_x_to_y has no "classes"/"scores" outputs
             DataPlane(manager).classify(ModelSpec("hpt", signature_name="regress_x_to_y"), [b""])
-        assert "Expected classification signature" not in e.value.message
+        assert e.value.code == "FAILED_PRECONDITION" and "method_name to be" not in e.value.message
     finally:
         manager.stop()
