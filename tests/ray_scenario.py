@@ -17,14 +17,15 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Self
 
 import requests
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from tests.raycluster import LOOPBACK, LocalRayCluster, is_loopback, listening_addresses  # noqa: E402
-from tests.serverproc import ServerProcess, free_port  # noqa: E402
+from tests.raycluster import LOOPBACK, LocalRayCluster, is_loopback, listening_addresses
+from tests.serverproc import ServerProcess, free_port
 
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "tf_serving_testdata" / "saved_model_half_plus_two_2_versions"
 MODEL = "half_plus_two"
@@ -89,7 +90,7 @@ class Scenario:
         self.results: dict = {"nodes": {"head": "0 CPUs (Serve controller and HTTP proxy)",
                                         "workers": worker_nodes, "cpus_per_worker": 1}}
 
-    def __enter__(self) -> "Scenario":
+    def __enter__(self) -> Self:
         started = time.monotonic()
         self.cluster.__enter__()
         self.results["cluster_start_s"] = round(time.monotonic() - started, 1)
@@ -180,7 +181,7 @@ class Scenario:
                              max_requests: int = 20000) -> dict:
         """`clients` threads send predict requests; after before_s the node of one replica is killed;
         the load goes on for after_s. Every request's outcome is counted."""
-        victim_replica, victim_node = sorted(self.replicas(want=2).items())[0]
+        victim_replica, victim_node = min(self.replicas(want=2).items())
         node = next(n for n in self.cluster.workers if n.node_id == victim_node)
         outcomes: list[tuple[float, bool, int, str]] = []   # (time, ok, status, replica)
         lock = threading.Lock()

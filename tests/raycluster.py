@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import pathlib
+from typing import Self
 
 LOOPBACK = "127.0.0.1"
 OBJECT_STORE_BYTES = 80 * 1024 * 1024   # Ray's minimum is 75 MiB; the tests move no large objects
@@ -112,10 +113,14 @@ class LocalRayCluster:
         self.cluster = None
         self.workers: list = []
 
-    def __enter__(self) -> "LocalRayCluster":
-        os.environ.update(RAY_ENV)
+    def __enter__(self) -> Self:
+        os.environ.update(RAY_ENV)   # for every Ray process started from here on
         import ray
+        from ray._private import ray_constants
         from ray.cluster_utils import Cluster
+
+        # ... and for this one, when Ray was imported before the variable was set.
+        ray_constants.ENABLE_RAY_CLUSTER = False
 
         self.cluster = Cluster(initialize_head=True, head_node_args=self._node_args(num_cpus=0))
         try:
