@@ -250,15 +250,28 @@ class Scenario:
         return self._running()
 
     def autoscale(self, idle_timeout: float = 60, load_timeout: float = 120, clients: int = 6) -> dict:
-        """Ray Serve's autoscaler, 1 to 2 replicas, starting with 2: down when idle, up again under load."""
+        """Ray Serve's autoscaler, 1 to 2 replicas, from the 2 running: down when idle, up again under load.
+        The number of running replicas is sampled every 0.25 s from the redeploy on (its transitions kept)."""
         config = {"min_replicas": 1, "max_replicas": 2, "initial_replicas": 2, "target_ongoing_requests": 1,
                   "upscale_delay_s": 1, "downscale_delay_s": 3, "metrics_interval_s": 0.5,
                   "look_back_period_s": 2}
+        before = self._running()
+        timeline: list[tuple[float, int]] = [(0.0, before)]
+        watching = threading.Event()
+        t0 = time.monotonic()
+
+        def watch():
+            while not watching.is_set():
+                running = self._running()
+                if running != timeline[-1][1]:
+                    timeline.append((round(time.monotonic() - t0, 1), running))
+                time.sleep(0.25)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         self.deploy(f"--autoscaling_config={json.dumps(config)}", key="autoscale_deploy")
-        started = time.monotonic()
-        deployed = self._running()
         down = self._wait_replicas(1, idle_timeout)
-        down_s = round(time.monotonic() - started, 1)
+        down_at = next((t for t, n in timeline if n == 1), None)
         stop = threading.Event()
         counts = {"requests": 0, "failures": 0}
         lock = threading.Lock()
@@ -278,25 +291,33 @@ class Scenario:
                         counts["failures"] += not ok
 
         threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
-        started = time.monotonic()
+        load_at = round(time.monotonic() - t0, 1)
         for t in threads:
             t.start()
         up = self._wait_replicas(2, load_timeout)
-        up_s = round(time.monotonic() - started, 1)
+        time.sleep(0.3)  # one more sample for the timeline
         stop.set()
         for t in threads:
             t.join(60)
-        self.results["autoscale"] = {"config": config, "replicas_after_deploy": deployed, "idle_replicas": down, "seconds_to_scale_down": down_s,
-                                     "loaded_replicas": up, "seconds_to_scale_up": up_s,
-                                     "clients": clients, **counts}
+        watching.set()
+        watcher.join(5)
+        up_at = next((t for t, n in timeline if n == 2 and t >= load_at), None)
+        self.results["autoscale"] = {
+            "config": config, "replicas_before": before, "idle_replicas": down, "loaded_replicas": up,
+            "seconds_to_scale_down": down_at, "load_started_s": load_at,
+            "seconds_to_scale_up": round(up_at - load_at, 1) if up_at is not None else None,
+            "running_replicas_timeline": timeline, "clients": clients, **counts}
         return self.results["autoscale"]
 
 
 def run(workdir: pathlib.Path) -> dict:
     """Every step, in order; the results of each."""
+    import ray
+
     expected = single_server_answers(make_base_path(workdir / "single"))
     started = time.monotonic()
     with Scenario(workdir / "ray") as sc:
+        sc.results["ray_version"] = ray.__version__
         sc.deploy("--num_replicas=2")
         sc.results["replica_nodes"] = len(set(sc.replicas(want=2).values()))
         sc.results["non_loopback_listeners"] = sc.listening()

@@ -120,6 +120,7 @@ def test_a_new_node_gets_the_lost_replica(scenario):
 @full_only
 def test_autoscaling_down_when_idle_and_up_under_load(scenario):
     result = scenario.autoscale()
-    assert result["idle_replicas"] == 1, result
-    assert result["loaded_replicas"] == 2, result
+    assert result["replicas_before"] == 2, result
+    assert result["idle_replicas"] == 1 and result["seconds_to_scale_down"] is not None, result
+    assert result["loaded_replicas"] == 2 and result["seconds_to_scale_up"] is not None, result
     assert result["failures"] == 0, result
