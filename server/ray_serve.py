@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--upload_code", type=_bool, default=True, metavar="BOOL",
                    help="Ship this `server` package to the cluster with the application (default true); false "
                         "when every node already has it installed (e.g. in the container image).")
+    g.add_argument("--runtime_env", type=json.loads, default=None, metavar="JSON",
+                   help="More of Ray's runtime_env for the replicas, as JSON (e.g. '{\"env_vars\": {...}}'); "
+                        "env_vars are added to this command's, other keys replace its own.")
     g.add_argument("--wait_timeout_s", type=float, default=300.0, metavar="S",
                    help="How long to wait for every replica to be running (default 300).")
     g.add_argument("--delete", action="store_true",
@@ -78,21 +81,29 @@ def _bool(text: str) -> bool:
 
 # ---------------------------------------------------------------------------------------- replica side
 
+def replica_options(server_argv: list[str]):
+    """The Options of one replica: the server's flags, with the gRPC front end off (Ray Serve's HTTP
+    proxy is the only listener; replicas bind nothing of their own)."""
+    import dataclasses
+
+    from . import cli
+    return dataclasses.replace(cli.build_options(server_argv), port=0, grpc_socket_path="")
+
+
 def start_worker(server_argv: list[str]):
     """One worker of this server from its command line: (the WSGI app, a stop function, threads).
 
     The same start-up as a `python -m server` worker process: flags checked, files read, models
     loaded (the first load pass over, as TF Serving waits for it before it opens its ports).
     """
-    from . import cli
-    from .wsgi import Worker
+    from .logsetup import configure_logging
+    from .worker import Worker
 
-    args = cli.parse_args(server_argv)
-    cli.configure_logging(args.log_level)
-    cli.prepare(args)
-    worker = Worker(args, cli.load_settings(args, check_paths=True))
+    options = replica_options(server_argv)
+    configure_logging(options.log_level)
+    worker = Worker(options).start()
     worker.manager.wait_until_settled()
-    return worker.app, worker.stop, args.rest_api_num_threads
+    return worker.app, worker.stop, options.rest_api_num_threads
 
 
 def replica_header_app(app, replica_id: str, node_id: str):
@@ -162,23 +173,26 @@ def build_app(opts: argparse.Namespace, server_argv: list[str]):
 
 def runtime_env(opts: argparse.Namespace) -> dict:
     env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}}
-    if opts.upload_code:
-        import server
-        env["py_modules"] = [os.path.dirname(os.path.abspath(server.__file__))]
+    if opts.upload_code:   # this package's folder
+        env["py_modules"] = [os.path.dirname(os.path.abspath(__file__))]
+    extra = dict(opts.runtime_env or {})
+    env["env_vars"].update(extra.pop("env_vars", {}))
+    env.update(extra)
     return env
 
 
 def check_server_flags(server_argv: list[str]):
-    """The same checks as `python -m server` before anything is deployed; exits on a bad flag or file."""
-    from . import cli, config
+    """The same checks as `python -m server` before anything is deployed; exits on a bad flag or file.
+    Returns the replicas' Options."""
+    from .config import ConfigError
 
-    args = cli.parse_args(server_argv)
     try:
-        cli.load_settings(args)
-        cli.prepare(args)
-    except config.ConfigError as exc:
+        options = replica_options(server_argv)
+    except ConfigError as exc:
         raise SystemExit(f"error: {exc.message}") from None
-    return args
+    if not options.rest_enabled:
+        raise SystemExit("error: --rest_api_port is required: Ray Serve's HTTP proxy listens there")
+    return options
 
 
 def wait_running(app_name: str, timeout_s: float) -> dict:
@@ -216,15 +230,17 @@ def main(argv: list[str] | None = None) -> int:
         serve.delete(opts.app_name)
         print(f"deleted application {opts.app_name}")
         return 0
-    args = check_server_flags(server_argv)
+    options = check_server_flags(server_argv)
+    if options.given_flags & {"port", "grpc_socket_path"}:
+        log.warning("--port/--grpc_socket_path have no effect here: through Ray Serve this server speaks REST only")
     if not ray.is_initialized():  # else: called from a driver that is already connected
         ray.init(address=opts.ray_address, runtime_env=runtime_env(opts), logging_level=logging.WARNING)
-    serve.start(http_options={"host": args.rest_api_host, "port": args.rest_api_port},
+    serve.start(http_options={"host": options.rest_api_host, "port": options.rest_api_port},
                 proxy_location=opts.proxy_location)
     serve.run(build_app(opts, server_argv), name=opts.app_name, route_prefix="/", blocking=False)
     summary = wait_running(opts.app_name, opts.wait_timeout_s)
     print(json.dumps(summary))
-    print(f"REST API on http://{args.rest_api_host}:{args.rest_api_port}/v1/models/... "
+    print(f"REST API on http://{options.rest_api_host}:{options.rest_api_port}/v1/models/... "
           f"({sum(summary['replicas'].values())} replica(s))")
     return 0
 

@@ -103,7 +103,7 @@ def test_servingruntime_matches_kserve_crd_schema(runtime_schema):
 
 def test_deployment_runs_the_server_with_flags_it_accepts():
     args = container(objects()["Deployment"])["args"]
-    parsed = cli.parse_args(args)   # exits (SystemExit) on a flag the server does not know
+    parsed = cli.build_options(args, check_paths=False)   # exits on a flag the server does not know
     assert parsed.rest_api_host == "0.0.0.0"
     assert parsed.model_base_path.startswith("/models/")
 
@@ -157,7 +157,7 @@ def test_servingruntime_runs_the_server_as_kserve_runs_tf_serving():
     grpc = {"--port=9000"}
     assert sorted(ours) == sorted(a for a in KSERVE_TF_ARGS if a not in grpc)
     assert "v1" in spec["protocolVersions"] and "grpc-v1" not in spec["protocolVersions"]
-    cli.parse_args([a.replace("{{.Name}}", "mlp") for a in ours])
+    cli.build_options([a.replace("{{.Name}}", "mlp") for a in ours], check_paths=False)
     assert c["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["runAsUser"] != 0
 
 
@@ -238,7 +238,7 @@ def test_image_runs_as_non_root_with_models_mounted():
     entry = json.loads(re.search(r"^ENTRYPOINT (.+)$", text, re.MULTILINE).group(1))
     cmd = json.loads(re.search(r"^CMD (.+)$", text, re.MULTILINE).group(1))
     assert entry == ["python", "-m", "server"]
-    cli.parse_args(cmd)
+    cli.build_options(cmd, check_paths=False)
     # The build context keeps only what the image copies.
     ignore = [line for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
               if line and not line.startswith("#")]

@@ -51,12 +51,24 @@ def test_server_flags_are_checked_before_deploying(tmp_path, capsys):
         ray_serve.check_server_flags(["--rest_api_port=8000", f"--model_base_path={tmp_path / 'missing'}"])
 
 
+def test_replicas_serve_rest_only(tmp_path):
+    flags = ["--rest_api_port=8000", "--port=8500", f"--model_base_path={tmp_path}"]
+    options = ray_serve.check_server_flags(flags)
+    assert (options.rest_api_port, options.port, options.grpc_enabled) == (8000, 0, False)
+    with pytest.raises(SystemExit, match="--rest_api_port is required"):
+        ray_serve.check_server_flags(["--port=8500", f"--model_base_path={tmp_path}"])
+
+
 def test_runtime_env_ships_the_server_package():
     opts, _ = ray_serve.build_parser().parse_known_args([])
     env = ray_serve.runtime_env(opts)
     assert env["py_modules"] and env["py_modules"][0].endswith("server")
-    opts, _ = ray_serve.build_parser().parse_known_args(["--upload_code=false"])
-    assert "py_modules" not in ray_serve.runtime_env(opts)
+    opts, _ = ray_serve.build_parser().parse_known_args(
+        ["--upload_code=false", '--runtime_env={"env_vars": {"A": "1"}, "worker_process_setup_hook": "m.f"}'])
+    env = ray_serve.runtime_env(opts)
+    assert "py_modules" not in env
+    assert env["env_vars"] == {"TF_CPP_MIN_LOG_LEVEL": "2", "A": "1"}
+    assert env["worker_process_setup_hook"] == "m.f"
 
 
 # -- on the cluster -----------------------------------------------------------------------------------
