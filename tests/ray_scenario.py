@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -21,11 +23,8 @@ from typing import Self
 
 import requests
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-from tests.raycluster import LOOPBACK, LocalRayCluster, is_loopback, listening_addresses
-from tests.serverproc import ServerProcess, free_port
+from tests.raycluster import LOOPBACK, RUNTIME_ENV, LocalRayCluster, is_loopback, listening_addresses
+from tests.serverproc import ROOT, ServerProcess, free_port
 
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "tf_serving_testdata" / "saved_model_half_plus_two_2_versions"
 MODEL = "half_plus_two"
@@ -102,17 +101,23 @@ class Scenario:
     # -- deploy --------------------------------------------------------------------------------------
 
     def deploy(self, *ray_flags: str, key: str = "deploy") -> dict:
-        """`python -m server.ray_serve` (its main(), in this process: the cluster's driver)."""
+        """`python -m server.ray_serve ...`, the one command, run as a reader runs it (its own process,
+        a driver that connects to the cluster, deploys and exits)."""
         from server import ray_serve
 
         argv = [f"--ray_address={self.cluster.address}", f"--app_name={APP}", "--proxy_location=HeadOnly",
-                "--upload_code=false", "--wait_timeout_s=150", f"--rest_api_host={LOOPBACK}", f"--rest_api_port={self.port}",
+                "--upload_code=false", f"--runtime_env={json.dumps(RUNTIME_ENV)}", "--wait_timeout_s=150",
+                f"--rest_api_host={LOOPBACK}", f"--rest_api_port={self.port}",
                 *server_flags(self.base), *ray_flags]
         started = time.monotonic()
-        ray_serve.main(argv)
+        done = subprocess.run([sys.executable, "-m", "server.ray_serve", *argv], cwd=ROOT, env=dict(os.environ),
+                              capture_output=True, text=True, timeout=240, check=False)
         took = round(time.monotonic() - started, 1)
+        if done.returncode != 0:
+            raise RuntimeError(f"python -m server.ray_serve exited with {done.returncode}:\n{done.stderr[-3000:]}")
         summary = ray_serve.app_summary(APP)
-        self.results[key] = {"flags": list(ray_flags), "seconds": took, "replicas": summary["replicas"]}
+        self.results[key] = {"flags": list(ray_flags), "seconds": took, "replicas": summary["replicas"],
+                             "printed": done.stdout.strip().splitlines()[-1]}
         return self.results[key]
 
     def replicas(self, max_requests: int = 60, want: int | None = None) -> dict[str, str]:
@@ -249,29 +254,40 @@ class Scenario:
             time.sleep(0.5)
         return self._running()
 
-    def autoscale(self, idle_timeout: float = 60, load_timeout: float = 120, clients: int = 6) -> dict:
-        """Ray Serve's autoscaler, 1 to 2 replicas, from the 2 running: down when idle, up again under load.
-        The number of running replicas is sampled every 0.25 s from the redeploy on (its transitions kept)."""
-        config = {"min_replicas": 1, "max_replicas": 2, "initial_replicas": 2, "target_ongoing_requests": 1,
+    def _states(self) -> dict:
+        from ray import serve
+        app = serve.status().applications.get(APP)
+        return dict(app.deployments["TFServing"].replica_states) if app is not None else {}
+
+    def autoscale(self, settle_timeout: float = 120, load_timeout: float = 120, idle_timeout: float = 60,
+                  clients: int = 6) -> dict:
+        """Ray Serve's autoscaler alone, 1 to 2 replicas: after the redeploy has settled on 1 replica,
+        up to 2 under load, back to 1 once idle. Running replicas are sampled every 0.25 s from the
+        redeploy on (the transitions are kept)."""
+        config = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1,
                   "upscale_delay_s": 1, "downscale_delay_s": 3, "metrics_interval_s": 0.5,
                   "look_back_period_s": 2}
-        before = self._running()
-        timeline: list[tuple[float, int]] = [(0.0, before)]
+        timeline: list[tuple[float, int]] = [(0.0, self._running())]
         watching = threading.Event()
         t0 = time.monotonic()
+
+        def now() -> float:
+            return round(time.monotonic() - t0, 1)
 
         def watch():
             while not watching.is_set():
                 running = self._running()
                 if running != timeline[-1][1]:
-                    timeline.append((round(time.monotonic() - t0, 1), running))
+                    timeline.append((now(), running))
                 time.sleep(0.25)
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         self.deploy(f"--autoscaling_config={json.dumps(config)}", key="autoscale_deploy")
-        down = self._wait_replicas(1, idle_timeout)
-        down_at = next((t for t, n in timeline if n == 1), None)
+        deadline = time.monotonic() + settle_timeout
+        while self._states() != {"RUNNING": 1} and time.monotonic() < deadline:   # the rollout is over
+            time.sleep(0.5)
+        settled = self._states()
         stop = threading.Event()
         counts = {"requests": 0, "failures": 0}
         lock = threading.Lock()
@@ -291,22 +307,25 @@ class Scenario:
                         counts["failures"] += not ok
 
         threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
-        load_at = round(time.monotonic() - t0, 1)
+        load_at = now()
         for t in threads:
             t.start()
-        up = self._wait_replicas(2, load_timeout)
-        time.sleep(0.3)  # one more sample for the timeline
+        loaded = self._wait_replicas(2, load_timeout)
+        up_s = round(now() - load_at, 1)
         stop.set()
         for t in threads:
             t.join(60)
+        idle_at = now()
+        idle = self._wait_replicas(1, idle_timeout)
+        down_s = round(now() - idle_at, 1)
+        time.sleep(0.3)   # one more sample for the timeline
         watching.set()
         watcher.join(5)
-        up_at = next((t for t, n in timeline if n == 2 and t >= load_at), None)
         self.results["autoscale"] = {
-            "config": config, "replicas_before": before, "idle_replicas": down, "loaded_replicas": up,
-            "seconds_to_scale_down": down_at, "load_started_s": load_at,
-            "seconds_to_scale_up": round(up_at - load_at, 1) if up_at is not None else None,
-            "running_replicas_timeline": timeline, "clients": clients, **counts}
+            "config": config, "settled": settled, "load_started_s": load_at, "loaded_replicas": loaded,
+            "seconds_to_scale_up": up_s, "load_stopped_s": idle_at, "idle_replicas": idle,
+            "seconds_to_scale_down": down_s, "running_replicas_timeline": timeline,
+            "clients": clients, **counts}
         return self.results["autoscale"]
 
 

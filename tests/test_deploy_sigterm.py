@@ -71,7 +71,7 @@ def test_ready_check_asks_for_an_available_version(testdata):
 def test_ready_check_is_not_fooled_by_a_failed_load(testdata):
     """GET /v1/models/NAME answers 200 for a version that failed to load (state END, with the error):
     an httpGet probe would call that pod ready."""
-    flags = ["--model_name=bad", f"--model_base_path={testdata / 'bad_half_plus_two'}"]
+    flags = ["--model_name=bad", f"--model_base_path={testdata / 'bad_half_plus_two'}", "--max_num_load_retries=0"]
     with ServerProcess(flags) as server:
         deadline = time.monotonic() + 120
         def states():
