@@ -5,11 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
+RAY_STAMP := $(VENV)/.installed-requirements-ray
 
 NODE_DIR := code/zh/savedmodel
 NODE_STAMP := $(NODE_DIR)/node_modules/.package-lock.json
 
-.PHONY: setup node-deps wrk demo lint test html bench exercises clean
+.PHONY: setup ray-deps node-deps wrk demo lint test test-ray record-ray html bench exercises clean
 
 setup: $(STAMP)
 
@@ -34,6 +35,13 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
 
+# Ray Serve (python -m server.ray_serve): an optional extra on top of requirements.txt.
+ray-deps: $(RAY_STAMP)
+
+$(RAY_STAMP): requirements-ray.txt $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-ray.txt
+	@touch $@
+
 # Train and export the MNIST model (unless one exists), serve it, query it with the handbook's client.
 demo: setup
 	$(PY) scripts/demo.py
@@ -42,8 +50,16 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: lint setup node-deps wrk
+test: lint setup ray-deps node-deps wrk
 	$(PY) -m pytest
+
+# The long form of tests/test_ray_serve.py: a node killed under load, replaced, autoscaling (~2-3 min).
+test-ray: setup ray-deps
+	RAY_FULL=1 $(PY) -m pytest tests/test_ray_serve.py
+
+# Record the multi-node Ray run the docs show (docs/_static/ray/results.json).
+record-ray: setup ray-deps
+	$(PY) -m tests.ray_scenario --out docs/_static/ray
 
 html: setup
 	$(PY) -m sphinx -W -n --keep-going -b html -c . docs _build/html
