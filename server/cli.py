@@ -47,6 +47,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, froze
             parser.error("At least one of --port, --grpc_socket_path or --rest_api_port must be set")
     elif args.port != 0 and args.port == args.rest_api_port and grpc_available():
         parser.error("--rest_api_port cannot be the same as --port: use a different port for the HTTP/REST API")
+    if args.grpc_channel_arguments:
+        from .grpc.channel_args import GrpcError, parse_channel_arguments
+        try:
+            parse_channel_arguments(args.grpc_channel_arguments)
+        except GrpcError as exc:
+            parser.error(str(exc))
     if args.use_alts_credentials and args.ssl_config_file:
         parser.error("Either --use_alts_credentials must be false or --ssl_config_file must be empty.")
     if (args.tensorflow_intra_op_parallelism > 0 and args.tensorflow_inter_op_parallelism > 0
@@ -80,7 +86,7 @@ def warn_not_honoured(given: frozenset[str], grpc: bool | None = None) -> list[s
     return lines
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int, flag: str = "--rest_api_port") -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -88,7 +94,7 @@ def check_port_free(host: str, port: int) -> None:
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise SystemExit(f"error: port {port} is already in use on {host}: stop the other server "
-                                 f"or choose another --rest_api_port") from None
+                                 f"or choose another {flag}") from None
             raise SystemExit(f"error: cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
@@ -103,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if options.rest_enabled:
         check_port_free(options.rest_api_host, options.rest_api_port)
+    if options.grpc_enabled and options.port:
+        check_port_free(options.rest_api_host, options.port, "--port")
     filter_gpu_probe_noise()   # before any worker imports TensorFlow
     if not options.rest_enabled:
         from .worker import serve_in_process

@@ -29,6 +29,7 @@ import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from .. import dataplane as dp
+from .channel_args import GrpcError, parse_channel_arguments
 from .model_service import ModelService
 from .prediction_service import PredictionService
 
@@ -37,29 +38,6 @@ log = logging.getLogger("server.grpc")
 INT32_MAX = 2**31 - 1
 SERVICE_NAMES = ("ModelService", "PredictionService",
                  "tensorflow.serving.ModelService", "tensorflow.serving.PredictionService")
-
-
-class GrpcError(Exception):
-    """The gRPC server cannot start as configured (a bad flag value, a port in use): one sentence."""
-
-
-def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
-    """`--grpc_channel_arguments`: "grpc.max_connection_age_ms=1000,grpc.lb_policy_name=x" -> pairs."""
-    out: list[tuple[str, int | str]] = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise GrpcError(f"--grpc_channel_arguments: expected key=value, got {item!r}")
-        try:
-            number = int(value)
-        except ValueError:
-            out.append((key, value))
-            continue
-        out.append((key, number) if -2**31 <= number < 2**31 else (key, value))
-    return out
 
 
 def server_credentials(ssl) -> grpc.ServerCredentials | None:
@@ -173,3 +151,4 @@ def _bind(server: grpc.Server, address: str, credentials) -> int:
     if port == 0:
         raise GrpcError(f"cannot listen for gRPC on {address} (in use, or not an address of this machine)")
     return port
+
