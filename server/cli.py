@@ -86,9 +86,13 @@ def warn_not_honoured(given: frozenset[str], grpc: bool | None = None) -> list[s
     return lines
 
 
-def check_port_free(host: str, port: int, flag: str = "--rest_api_port") -> None:
+def check_port_free(host: str, port: int, flag: str = "--rest_api_port", reuse_port: bool = False) -> None:
+    """Exit with one sentence when `port` cannot be bound. `reuse_port`: probe as gRPC binds (SO_REUSEPORT),
+    so that a port other gRPC servers share is not called taken, as tensorflow_model_server does not."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             s.bind((host, port))
         except OSError as exc:
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.rest_enabled:
         check_port_free(options.rest_api_host, options.rest_api_port)
     if options.grpc_enabled and options.port:
-        check_port_free(options.rest_api_host, options.port, "--port")
+        check_port_free(options.rest_api_host, options.port, "--port", reuse_port=True)
     filter_gpu_probe_noise()   # before any worker imports TensorFlow
     if not options.rest_enabled:
         from .worker import serve_in_process

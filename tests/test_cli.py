@@ -104,7 +104,7 @@ def test_without_rest_one_worker_serves_in_process_until_sigterm(testdata, tmp_p
             "sys.exit(cli.main(sys.argv[1:]))")
     log = tmp_path / "log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", code, "--port=0", "--grpc_socket_path=/tmp/unused.sock",
+        proc = subprocess.Popen([sys.executable, "-c", code, "--port=0", f"--grpc_socket_path={tmp_path / 'sock'}",
                                  "--model_name=m", f"--model_base_path={testdata / 'saved_model_half_plus_two_cpu'}"],
                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:

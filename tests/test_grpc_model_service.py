@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import requests
 import tensorflow as tf
-from tensorflow_serving.apis import (get_model_status_pb2, model_management_pb2, model_service_pb2_grpc,
-                                     predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 from tensorflow_serving.config import model_server_config_pb2
 
 from .serverproc import ServerProcess
@@ -108,7 +113,8 @@ def test_reload_adds_and_removes_models(reloadable, testdata):
         metric_names=["/tensorflow/serving/model_warmup_latency"])
     response = models.HandleReloadConfigRequest(request, timeout=60)
     assert response.status.error_code == 0
-    assert [(m.name, m.int64_value_increase) for m in response.metric] == [("/tensorflow/serving/model_warmup_latency", 0)]
+    assert [(m.name, m.int64_value_increase) for m in response.metric] == [
+        ("/tensorflow/serving/model_warmup_latency", 0)]
     wait_for(lambda: available(models, "b"))
     assert predict_y(predict, "b") == [3.0]
     assert predict_y(predict, "a") == [3.0]
@@ -129,7 +135,8 @@ def test_reload_refuses_what_tf_serving_refuses(reloadable, testdata):
     err = rpc_error(models.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest(config=not_a_list))
     assert (err.code(), err.details()) == (
         grpc.StatusCode.INVALID_ARGUMENT,
-        "ServerModelConfig type not supported by HandleReloadConfigRequest. Only ModelConfigList is currently supported")
+        "ServerModelConfig type not supported by HandleReloadConfigRequest. "
+        "Only ModelConfigList is currently supported")
     twice = model_config(testdata, b="saved_model_half_plus_two_tf2_cpu")
     twice.model_config_list.config.add().CopyFrom(twice.model_config_list.config[0])
     err = rpc_error(models.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest(config=twice))

@@ -13,8 +13,14 @@ import requests
 import tensorflow as tf
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import tensor_pb2, types_pb2
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, inference_pb2, input_pb2,
-                                     predict_pb2, regression_pb2)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    inference_pb2,
+    input_pb2,
+    predict_pb2,
+    regression_pb2,
+)
 
 from .conftest import SAVEDMODEL
 

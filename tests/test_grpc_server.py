@@ -8,6 +8,7 @@ import types
 import grpc
 import numpy as np
 import pytest
+import requests
 import tensorflow as tf
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -17,10 +18,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import get_model_status_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from server.errors import ServingError
-from server.grpc import calls, server as grpc_server
+from server.grpc import calls
+from server.grpc import server as grpc_server
 
 from .serverproc import ServerProcess, free_port
-
 
 # ---------------------------------------------------------------------------------------------
 # Pieces
@@ -257,3 +258,54 @@ def test_deadline_exceeded(grpc_served):
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     # The server goes on serving.
     assert grpc_served.predict.Predict(request, timeout=30).outputs["output_0"].tensor_shape.dim[0].size == 100
+
+
+# ---------------------------------------------------------------------------------------------
+# gRPC only, and several workers on one port
+# ---------------------------------------------------------------------------------------------
+
+def _wait_grpc_available(target, name, timeout=120):
+    from tensorflow_serving.apis import model_service_pb2_grpc
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = model_service_pb2_grpc.ModelServiceStub(channel)
+        while True:
+            try:
+                response = stub.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(model_spec={"name": name}),
+                                               timeout=5)
+                if any(s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+                       for s in response.model_version_status):
+                    return
+            except grpc.RpcError:
+                pass
+            assert time.monotonic() < deadline, f"{name} not AVAILABLE over gRPC"
+            time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_grpc_only_without_a_rest_api(testdata):
+    flags = ["--rest_api_port=0", "--model_name=hp2", f"--model_base_path={testdata / 'saved_model_half_plus_two_cpu'}"]
+    with ServerProcess(flags, grpc=True) as server:
+        _wait_grpc_available(server.grpc_target, "hp2")
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            assert _predict(channel) == [[4.0]]
+        with pytest.raises(requests.ConnectionError):  # no REST API
+            requests.get(f"{server.url}/v1/models/hp2", timeout=2)
+
+
+@pytest.mark.slow
+def test_every_worker_serves_grpc_on_the_same_port(testdata):
+    flags = ["--workers=2", "--model_name=hp2", f"--model_base_path={testdata / 'saved_model_half_plus_two_cpu'}"]
+    with ServerProcess(flags, grpc=True) as server:
+        server.wait_available("hp2")
+        _wait_grpc_available(server.grpc_target, "hp2")
+        deadline = time.monotonic() + 60
+        while True:
+            listening = {line.split()[2] for line in server.log_lines() if "Running gRPC ModelServer at" in line}
+            if len(listening) == 2:
+                break
+            assert time.monotonic() < deadline, server.log_lines()[-20:]
+            time.sleep(0.2)
+        for _ in range(4):  # a new connection each time: the kernel picks a worker
+            with grpc.insecure_channel(server.grpc_target) as channel:
+                assert _predict(channel) == [[4.0]]
