@@ -5,8 +5,9 @@ driven from another process that keeps 32 calls in flight (a grpc.aio client sen
 requests) for 5 s; the variants take turns, round after round.
 Variants: the thread-pool server (grpc.server) with 1 and with 8 threads, and the asyncio server
 (grpc.aio.server) calling the handler in the event loop, or handing it to a thread pool of 1.
-`--model PATH`: a SavedModel folder with a `serving_default` [-1, 784] float input (default: a stand-in
-model call that returns y = 0.5 x + 2 at once, to measure the transport alone).
+`--model PATH`: a SavedModel base folder of the handbook's MNIST model (its `serving_default` takes
+"inputs" [batch, 28, 28, 1]); without it a stand-in model call returns y = 0.5 x + 2 at once, to measure
+the transport alone.
 """
 from __future__ import annotations
 
@@ -43,9 +44,9 @@ _SIG = _Sig()
 def _plane(model: str | None):
     if model is None:
         return StandIn(), "m"
+    from server.config import single_model
     from server.dataplane import DataPlane
     from server.lifecycle import ModelManager
-    from server.config import single_model
     from server.servable import load_servable
     manager = ModelManager(single_model("m", model), file_system_poll_wait_seconds=0,
                            loader=lambda n, v, p: load_servable(n, v, p, intra_op_threads=1, inter_op_threads=-1))
@@ -105,14 +106,17 @@ def _aio_call(service, request, context):
     return prediction_service.predict(service.plane, request)
 
 
-def drive(port: int, images: int, go, counts) -> None:
+def drive(port: int, model: str | None, images: int, go, counts) -> None:
     import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "m"
-    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.random.rand(images, 784).astype(np.float32)))
+    if model is None:
+        request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.random.rand(images, 784).astype(np.float32)))
+    else:  # the handbook's MNIST models: "inputs", [batch, 28, 28, 1]
+        request.inputs["inputs"].CopyFrom(tf.make_tensor_proto(np.random.rand(images, 28, 28, 1).astype(np.float32)))
 
     body = request.SerializeToString()
 
@@ -147,7 +151,7 @@ def measure(variant: str, model: str | None, images: int) -> float:
         if not ready.wait(120):
             raise RuntimeError(f"{variant} did not start")
         counts, go = ctx.Queue(), ctx.Event()
-        clients = [ctx.Process(target=drive, args=(port, images, go, counts)) for _ in range(CLIENTS)]
+        clients = [ctx.Process(target=drive, args=(port, model, images, go, counts)) for _ in range(CLIENTS)]
         for c in clients:
             c.start()
         for _ in clients:

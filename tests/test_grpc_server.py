@@ -309,3 +309,24 @@ def test_every_worker_serves_grpc_on_the_same_port(testdata):
         for _ in range(4):  # a new connection each time: the kernel picks a worker
             with grpc.insecure_channel(server.grpc_target) as channel:
                 assert _predict(channel) == [[4.0]]
+
+
+def test_predict_outputs_as_tensor_content_when_asked():
+    """--enable_serialization_as_tensor_content: outputs in tensor_content (AsProtoTensorContent)."""
+    from server.dataplane import Result
+    from server.grpc import prediction_service
+
+    class Plane:
+        def predict(self, spec, inputs, output_filter=()):
+            return Result(spec.name, 7, spec.resolved_signature_name,
+                          {"y": np.float32([[1.5], [2.5]]), "s": np.array([b"a", b"bc"], object)})
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "m"
+    for content in (False, True):
+        response = prediction_service.predict(Plane(), request, content=content)
+        assert bool(response.outputs["y"].tensor_content) == content
+        assert bool(response.outputs["y"].float_val) != content
+        np.testing.assert_array_equal(tf.make_ndarray(response.outputs["y"]), [[1.5], [2.5]])
+        assert (response.model_spec.name, response.model_spec.version.value,
+                response.model_spec.signature_name) == ("m", 7, "serving_default")

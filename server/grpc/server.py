@@ -13,11 +13,19 @@ The server listens on `rest_api_host` (this server's address flag, default 0.0.0
 `--workers N` every worker process serves the same port: gRPC's listeners set SO_REUSEPORT, so the
 kernel spreads connections over the workers.
 
-The server is grpcio's thread-pool server (`grpc.server`) with `--grpc_max_threads` threads. Measured with
-`python -m bench.grpc_transport` (one server process, one client process keeping 32 one-image Predict calls
-in flight, 2 cores, median of 3 alternating 5-second rounds, stand-in model): thread pool of 8 2,355 req/s,
-thread pool of 1 1,460, asyncio server with the handler in a 1-thread executor 2,136, asyncio server with
-the handler in the event loop 1,521 (which would also keep concurrent requests from sharing a batch).
+The server is grpcio's thread-pool server (`grpc.server`) with `--grpc_max_threads` threads (TF Serving's
+default, 4 per CPU). Measured with `python -m bench.grpc_transport [--model BASE_PATH]` (one server
+process, one client process keeping 32 one-image Predict calls in flight, 2 shared cores, median of 3
+alternating 5-second rounds), in req/s:
+
+    variant                                   stand-in model   the handbook's MLP
+    thread pool, 8 threads                    2,355            2,078
+    thread pool, 1 thread                     1,460            1,469
+    asyncio, handler in a 1-thread executor   2,136            1,716
+    asyncio, handler in the event loop        1,521            1,370
+
+(the machine was shared and busy: single rounds varied by up to 40%). The event-loop variant would also
+keep concurrent requests from ever sharing a batch.
 """
 from __future__ import annotations
 
