@@ -47,6 +47,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, froze
             parser.error("At least one of --port, --grpc_socket_path or --rest_api_port must be set")
     elif args.port != 0 and args.port == args.rest_api_port and grpc_available():
         parser.error("--rest_api_port cannot be the same as --port: use a different port for the HTTP/REST API")
+    if args.grpc_channel_arguments:
+        from .grpc.channel_args import GrpcError, parse_channel_arguments
+        try:
+            parse_channel_arguments(args.grpc_channel_arguments)
+        except GrpcError as exc:
+            parser.error(str(exc))
     if args.use_alts_credentials and args.ssl_config_file:
         parser.error("Either --use_alts_credentials must be false or --ssl_config_file must be empty.")
     if (args.tensorflow_intra_op_parallelism > 0 and args.tensorflow_inter_op_parallelism > 0
@@ -80,15 +86,19 @@ def warn_not_honoured(given: frozenset[str], grpc: bool | None = None) -> list[s
     return lines
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int, flag: str = "--rest_api_port", reuse_port: bool = False) -> None:
+    """Exit with one sentence when `port` cannot be bound. `reuse_port`: probe as gRPC binds (SO_REUSEPORT),
+    so that a port other gRPC servers share is not called taken, as tensorflow_model_server does not."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             s.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise SystemExit(f"error: port {port} is already in use on {host}: stop the other server "
-                                 f"or choose another --rest_api_port") from None
+                                 f"or choose another {flag}") from None
             raise SystemExit(f"error: cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
@@ -103,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if options.rest_enabled:
         check_port_free(options.rest_api_host, options.rest_api_port)
+    if options.grpc_enabled and options.port:
+        check_port_free(options.rest_api_host, options.port, "--port", reuse_port=True)
     filter_gpu_probe_noise()   # before any worker imports TensorFlow
     if not options.rest_enabled:
         from .worker import serve_in_process

@@ -66,14 +66,7 @@ def _fraction(text: str) -> float:
 # tensorflow_model_server flags that are accepted and stored in Options but change nothing yet.
 # Giving one logs one warning line that names it (cli.warn_not_honoured); never silently ignored.
 NOT_HONOURED = {
-    "port": "gRPC is not served by this build yet",
-    "grpc_socket_path": "gRPC is not served by this build yet",
-    "grpc_channel_arguments": "gRPC is not served by this build yet",
-    "grpc_max_threads": "gRPC is not served by this build yet",
-    "enable_grpc_healthcheck_service": "gRPC is not served by this build yet",
-    "use_alts_credentials": "gRPC is not served by this build yet",
-    "ssl_config_file": "gRPC is not served by this build yet (the file is read and checked)",
-    "enable_serialization_as_tensor_content": "gRPC is not served by this build yet",
+    "use_alts_credentials": "ALTS credentials (Google Cloud only) are not supported: use --ssl_config_file",
     "xla_cpu_compilation_enabled": "the model loader does not take it yet",
     "xla_gpu_compilation_enabled": "the model loader does not take it yet",
     "platform_config_file": "the model loader does not take it yet (the file is read and checked)",

@@ -172,10 +172,14 @@ class Metrics:
         self._available: dict[str, set[int]] = {}
 
     # -- recording ----------------------------------------------------------------------------
-    def record_request(self, model_name: str, api: str, status: str, seconds: float) -> None:
-        """One predict/classify/regress request: `status` is the TF code name ("OK", "NOT_FOUND", ...)."""
+    def record_request(self, model_name: str, api: str, status: str, seconds: float | None,
+                       entrypoint: str = ENTRYPOINT) -> None:
+        """One predict/classify/regress request: `status` is the TF code name ("OK", "NOT_FOUND", ...);
+        `entrypoint` "REST" or "GRPC"; `seconds` None records the count only (TF Serving's gRPC
+        services time successful requests only)."""
         self.request_count.labels(model_name, status).inc()
-        self.request_latency.labels(model_name, api, ENTRYPOINT).observe(seconds * 1e6)
+        if seconds is not None:
+            self.request_latency.labels(model_name, api, entrypoint).observe(seconds * 1e6)
 
     def record_load(self, model_path: str, seconds: float, ok: bool) -> None:
         if ok:

@@ -57,13 +57,13 @@ def make_warmup(options: LoaderOptions):
     return run_warmup
 
 
-# The gRPC front end: a module of the server.grpc package with a class GrpcFrontEnd(dataplane, options)
+# The gRPC front end: a module of the server.grpc package with a class GrpcServer(dataplane, options, metrics)
 # whose start() serves on options.port / options.grpc_socket_path and whose stop() ends it.
-GRPC_FRONT_END = "grpc.frontend"
+GRPC_FRONT_END = "grpc.server"
 
 
 def grpc_front_end_available() -> bool:
-    """Whether this build has the gRPC front end (server/grpc/frontend.py)."""
+    """Whether this build has the gRPC front end (server/grpc/server.py)."""
     import importlib.util
     try:
         return importlib.util.find_spec(f"{__package__}.{GRPC_FRONT_END}") is not None
@@ -78,7 +78,7 @@ def make_front_ends(worker: "Worker") -> list:
     if worker.options.grpc_enabled and grpc_front_end_available():
         import importlib
         module = importlib.import_module(f"{__package__}.{GRPC_FRONT_END}")
-        front_ends.append(module.GrpcFrontEnd(worker.dataplane, worker.options))
+        front_ends.append(module.GrpcServer(worker.dataplane, worker.options, metrics=worker.metrics))
     return front_ends
 
 

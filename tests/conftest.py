@@ -57,3 +57,14 @@ def mlp_run(tmp_path_factory):
 def seq_run(tmp_path_factory):
     """The Keras Sequential variant, trained and exported once per test session."""
     return Run(load_script("keras_sequential"), tmp_path_factory.mktemp("export") / "saved", "serving_default")
+
+
+@pytest.fixture(scope="session")
+def grpc_served(testdata, mlp_run, tmp_path_factory):
+    """One `python -m server` with gRPC on, shared by the gRPC tests (tests/grpcserve.py says what it serves)."""
+    from . import grpcserve
+    server = grpcserve.start(tmp_path_factory.mktemp("grpc"), testdata, mlp_run.base)
+    served = grpcserve.Served(server)
+    yield served
+    served.channel.close()
+    server.__exit__(None, None, None)

@@ -42,10 +42,16 @@ def stop_group(proc: subprocess.Popen, timeout: float = 20) -> int | None:
 class ServerProcess:
     """`with ServerProcess(flags) as s:` runs the server until the block ends, whatever happens."""
 
-    def __init__(self, flags: list[str], port: int | None = None, env: dict | None = None):
+    def __init__(self, flags: list[str], port: int | None = None, env: dict | None = None, grpc: bool = False):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.flags = [f"--rest_api_port={self.port}", "--rest_api_host=127.0.0.1", *flags]
+        # gRPC on a free port of its own when asked for (`grpc_target`), else off (TF Serving's default 8500
+        # would have every test server listen there).
+        self.grpc_port = free_port() if grpc else 0
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}" if grpc else None
+        given = any(f.startswith("--port=") for f in flags)
+        self.flags = [f"--rest_api_port={self.port}", "--rest_api_host=127.0.0.1",
+                      *([] if given else [f"--port={self.grpc_port}"]), *flags]
         self.env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
         self._log = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
         self.proc: subprocess.Popen | None = None

@@ -7,6 +7,7 @@ import time
 import pytest
 import requests
 
+from .conftest import TESTDATA
 from .serverproc import ROOT, ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -30,10 +31,12 @@ def test_help_documents_every_flag():
 
 @pytest.mark.parametrize("flags,needle", [
     (["--rest_api_port=8501", "--model_name=m", "--model_base_path=/no/such/dir"], "Could not find base path"),
-    (["--model_name=m", "--model_base_path=/tmp"], "--rest_api_port is required"),
+    (["--model_name=m", "--model_base_path=/tmp", "--port=0"],
+     "At least one of --port, --grpc_socket_path or --rest_api_port must be set"),
     (["--rest_api_port=abc", "--model_base_path=/tmp"], "--rest_api_port"),
-    (["--rest_api_port=8501", "--port=8500", "--model_base_path=/tmp"], "--port"),
-    (["--rest_api_port=8501", "--ssl_config_file=x", "--model_base_path=/tmp"], "--ssl_config_file"),
+    (["--rest_api_port=8501", "--port=70000", "--model_base_path=/tmp"], "--port"),
+    (["--rest_api_port=8501", "--ssl_config_file=x", f"--model_base_path={TESTDATA / 'saved_model_half_plus_two_cpu'}"],
+     "Cannot read SSL config (--ssl_config_file) file 'x'"),
     (["--rest_api_port=8501", "--no_such_flag=1", "--model_base_path=/tmp"], "--no_such_flag"),
     (["--rest_api_port=8501", "--model_config_file=/no/such/file"], "Cannot read model config file"),
     # Only inter-op takes a negative count (TensorFlow: every op in the caller's thread).

@@ -121,8 +121,8 @@ def test_grpc_front_end_is_started_and_stopped_with_the_worker(testdata, monkeyp
     import types
     events = []
 
-    class GrpcFrontEnd:
-        def __init__(self, dataplane, options):
+    class GrpcServer:
+        def __init__(self, dataplane, options, metrics=None):
             events.append(("made", dataplane is not None, options.port))
 
         def start(self):
@@ -131,7 +131,7 @@ def test_grpc_front_end_is_started_and_stopped_with_the_worker(testdata, monkeyp
         def stop(self):
             events.append("stop")
 
-    monkeypatch.setitem(sys.modules, "server.grpc.frontend", types.SimpleNamespace(GrpcFrontEnd=GrpcFrontEnd))
+    monkeypatch.setitem(sys.modules, "server.grpc.server", types.SimpleNamespace(GrpcServer=GrpcServer))
     monkeypatch.setattr(worker_mod, "grpc_front_end_available", lambda: True)
     base = ["--rest_api_port=8501", "--model_name=m", f"--model_base_path={testdata / 'saved_model_half_plus_two_cpu'}",
             "--file_system_poll_wait_seconds=0"]
