@@ -46,6 +46,16 @@ class ServingError(Exception):
         return f"ServingError({self.code}, {self.message!r})"
 
 
+class SignatureNotFound(ServingError):
+    """A request named a signature the version does not have. Worded as TF Serving's predict_util.cc
+    (FAILED_PRECONDITION 'Serving signature key "X" not found.', what gRPC Predict answers); its REST
+    handler looks the signature up first and says it in its own words (rest/handlers.py)."""
+
+    def __init__(self, signature_name: str):
+        super().__init__("FAILED_PRECONDITION", f'Serving signature key "{signature_name}" not found.')
+        self.signature_name = signature_name
+
+
 def invalid_argument(message: str) -> ServingError:
     return ServingError("INVALID_ARGUMENT", message)
 

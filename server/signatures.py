@@ -11,7 +11,7 @@ import numpy as np
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from .errors import ServingError
+from .errors import ServingError, SignatureNotFound
 
 DEFAULT_SIGNATURE = "serving_default"  # the signature a request without "signature_name" runs
 # TF2 exports carry this entry in their signature map: it is the variables' init op, not a
@@ -150,7 +150,7 @@ def check_method_name(signature: Signature, api: str, enabled: bool = True) -> N
 def get_signature(signatures: dict[str, Signature], name: str) -> Signature:
     sig = signatures.get(name)
     if sig is None:
-        raise ServingError("INVALID_ARGUMENT", f'Serving signature name: "{name}" not found in signature def')
+        raise SignatureNotFound(name)
     return sig
 
 

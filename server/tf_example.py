@@ -58,10 +58,10 @@ def check_classify_signature(signature: Signature) -> tuple[str, list[str]]:
     if len(signature.outputs) not in (1, 2):
         raise invalid_argument(f"Expected one or two output Tensors, found {len(signature.outputs)}")
     if CLASSIFY_INPUTS not in signature.inputs:
-        raise failed_precondition(f"No classification inputs found in SignatureDef: {signature.proto}")
+        raise invalid_argument(f"No classification inputs found in SignatureDef: {signature.proto}")
     fetch = [k for k in (CLASSES, SCORES) if k in signature.outputs]
     if not fetch:
-        raise failed_precondition(
+        raise invalid_argument(
             f'Expected classification signature outputs to contain at least one of "{CLASSES}" or '
             f'"{SCORES}". Signature was: {signature.proto}')
     return CLASSIFY_INPUTS, fetch
@@ -75,9 +75,9 @@ def check_regress_signature(signature: Signature) -> tuple[str, list[str]]:
     if len(signature.outputs) != 1:
         raise invalid_argument("Expected one output Tensor.")
     if REGRESS_INPUTS not in signature.inputs:
-        raise failed_precondition(f"No regression inputs found in SignatureDef: {signature.proto}")
+        raise invalid_argument(f"No regression inputs found in SignatureDef: {signature.proto}")
     if REGRESS_OUTPUTS not in signature.outputs:
-        raise failed_precondition(f"No regression outputs found in SignatureDef: {signature.proto}")
+        raise invalid_argument(f"No regression outputs found in SignatureDef: {signature.proto}")
     return REGRESS_INPUTS, [REGRESS_OUTPUTS]
 
 

@@ -96,7 +96,8 @@ def test_unknown_model_version_label_and_signature(plane):
     assert error(plane.predict, ModelSpec("half_plus_two", version=7), X).code == "NOT_FOUND"
     assert error(plane.predict, ModelSpec("half_plus_two", label="nope"), X).code == "INVALID_ARGUMENT"
     e = error(plane.predict, ModelSpec("half_plus_two", signature_name="nope"), X)
-    assert e.message == 'Serving signature name: "nope" not found in signature def'
+    # The core says it as TF Serving's predict_util.cc (gRPC); REST rewords it (test_rest_app.py).
+    assert (e.code, e.message) == ("FAILED_PRECONDITION", 'Serving signature key "nope" not found.')
 
 
 def _example(x: float) -> bytes:
@@ -113,7 +114,7 @@ def test_classify_and_regress_take_serialized_examples(plane):
     result = plane.classify(ModelSpec("half_plus_two", signature_name="classify_x_to_y"), [_example(20.0)])
     np.testing.assert_array_equal(result.outputs["scores"], [[12.0]])
     e = error(plane.classify, ModelSpec("half_plus_two", signature_name="regress_x_to_y"), [_example(1.0)])
-    assert e.code == "FAILED_PRECONDITION" and 'at least one of "classes" or "scores"' in e.message
+    assert e.code == "INVALID_ARGUMENT" and 'at least one of "classes" or "scores"' in e.message
     e = error(plane.regress, ModelSpec("half_plus_two", signature_name="nope"), [_example(1.0)])
     assert e.message == "No signature was found with the name: nope"
 

@@ -303,7 +303,8 @@ def test_error_classify(grpc_served):
                                            "No signature was found with the name: nosig")
     request.model_spec.signature_name = "regress_x_to_y"  # no "classes" or "scores" output
     err = rpc_error(grpc_served.predict.Classify, request)
-    assert err.details().startswith("Expected classification signature outputs to contain at least one of")
+    assert (err.code(), err.details()[:68]) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                               "Expected classification signature outputs to contain at least one of")
     request = classification_pb2.ClassificationRequest()
     request.model_spec.name = "hp2"
     request.model_spec.signature_name = "classify_x_to_y"

@@ -68,8 +68,7 @@ def test_unknown_signature_is_tf_servings_message(testdata):
     s = load_servable("hpt", 123, str(testdata / "saved_model_half_plus_two_cpu" / "00000123"))
     with pytest.raises(errors.ServingError) as e:
         s.get_signature("nope")
-    assert (e.value.code, e.value.message) == ("INVALID_ARGUMENT",
-                                               'Serving signature name: "nope" not found in signature def')
+    assert (e.value.code, e.value.message) == ("FAILED_PRECONDITION", 'Serving signature key "nope" not found.')
     s.unload()
 
 

@@ -92,6 +92,6 @@ def test_method_name_check_off_through_the_core(testdata):
         assert manager.wait_until_settled(60)
         with pytest.raises(ServingError) as e:  # regress_x_to_y has no "classes"/"scores" outputs
             DataPlane(manager).classify(ModelSpec("hpt", signature_name="regress_x_to_y"), [b""])
-        assert e.value.code == "FAILED_PRECONDITION" and "method_name to be" not in e.value.message
+        assert e.value.code == "INVALID_ARGUMENT" and "method_name to be" not in e.value.message
     finally:
         manager.stop()

@@ -56,11 +56,11 @@ def test_signature_checks():
     # The method_name is not checked here: only --enable_signature_method_name_check does, as TF Serving
     # (signatures.check_method_name); a regression signature fails for its outputs instead.
     e = error(tf_example.check_classify_signature, _sig(tf_example.REGRESS_METHOD, ["inputs"], ["outputs"]))
-    assert e.code == "FAILED_PRECONDITION" and 'at least one of "classes" or "scores"' in e.message
+    assert e.code == "INVALID_ARGUMENT" and 'at least one of "classes" or "scores"' in e.message
     assert tf_example.check_regress_signature(
         _sig(tf_example.PREDICT_METHOD, ["inputs"], ["outputs"])) == ("inputs", ["outputs"])
     e = error(tf_example.check_classify_signature, _sig(tf_example.CLASSIFY_METHOD, ["inputs"], ["other"]))
-    assert e.code == "FAILED_PRECONDITION" and 'at least one of "classes" or "scores"' in e.message
+    assert e.code == "INVALID_ARGUMENT" and 'at least one of "classes" or "scores"' in e.message
     assert error(tf_example.check_regress_signature,
                  _sig(tf_example.REGRESS_METHOD, ["a", "b"], ["outputs"])).message == "Expected one input Tensor."
 

@@ -98,8 +98,8 @@ def test_classify_and_regress_records_feed_serialized_examples(version_dir):
 
 
 @pytest.mark.parametrize("logs, code, message", [
-    ([predict_log("nope", x=np.array([[1.0]], np.float32))], "INVALID_ARGUMENT",
-     'Serving signature name: "nope" not found in signature def'),
+    ([predict_log("nope", x=np.array([[1.0]], np.float32))], "FAILED_PRECONDITION",
+     'Serving signature key "nope" not found.'),
     ([predict_log(z=np.array([[1.0]], np.float32))], "INVALID_ARGUMENT", "does not have named input: z"),
     ([prediction_log_pb2.PredictionLog()], "UNIMPLEMENTED", "Unsupported log_type for warmup"),
 ])
@@ -158,7 +158,7 @@ def test_failed_warmup_fails_the_load_and_keeps_the_old_version(tmp_path, testda
         assert m.wait_until_settled(60)
         assert m.available_versions("m") == [1]
         (bad,) = m.status("m", version=2).model_version_status
-        assert bad.status.error_code == 3      # INVALID_ARGUMENT
-        assert 'Serving signature name: "nope" not found' in bad.status.error_message
+        assert bad.status.error_code == 9      # FAILED_PRECONDITION
+        assert 'Serving signature key "nope" not found.' in bad.status.error_message
     finally:
         m.stop()

@@ -22,7 +22,7 @@ from tensorflow_serving.apis import (
 
 from .. import dataplane as dp
 from .. import tf_example
-from ..errors import ServingError, failed_precondition, invalid_argument, unimplemented
+from ..errors import ServingError, invalid_argument, unimplemented
 from ..signatures import Signature
 from . import tensor_proto
 from .calls import Call
@@ -65,15 +65,6 @@ def fill_model_spec(out, result: dp.Result) -> None:
 # Predict
 # ---------------------------------------------------------------------------------------------
 
-def _predict_signature_error(exc: ServingError, spec: dp.ModelSpec) -> ServingError:
-    # The core speaks REST's words for a missing signature (http_rest_api_handler.cc GetInfoMap); TF
-    # Serving's gRPC Predict says it as predict_util.cc does.
-    name = spec.resolved_signature_name
-    if exc.code == "INVALID_ARGUMENT" and exc.message == f'Serving signature name: "{name}" not found in signature def':
-        return failed_precondition(f'Serving signature key "{name}" not found.')
-    return exc
-
-
 def predict(plane: dp.DataPlane, request: predict_pb2.PredictRequest,
             content: bool = False) -> predict_pb2.PredictResponse:
     spec = model_spec(request)
@@ -81,10 +72,7 @@ def predict(plane: dp.DataPlane, request: predict_pb2.PredictRequest,
     def decode(signature: Signature) -> dict[str, np.ndarray]:
         return decode_inputs(request.inputs, signature)
 
-    try:
-        result = plane.predict(spec, decode, output_filter=tuple(request.output_filter))
-    except ServingError as exc:
-        raise _predict_signature_error(exc, spec) from None
+    result = plane.predict(spec, decode, output_filter=tuple(request.output_filter))
     response = predict_pb2.PredictResponse()
     fill_model_spec(response.model_spec, result)
     outputs = response.outputs

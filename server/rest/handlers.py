@@ -12,6 +12,7 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from ..dataplane import SIGNATURE_DEF_FIELD, DataPlane, ModelSpec
+from ..errors import SignatureNotFound, invalid_argument
 from . import predict_request, predict_response, tf_example_json
 
 
@@ -38,7 +39,13 @@ class RestAPI:
             columnar.append(is_columnar)
             return inputs
 
-        result = self.dataplane.predict(spec, decode)
+        try:
+            result = self.dataplane.predict(spec, decode)
+        except SignatureNotFound as exc:
+            # TF Serving's REST handler looks the signature up itself, before the core, in its own words
+            # (http_rest_api_handler.cc); gRPC answers the core's (predict_util.cc).
+            raise invalid_argument(f'Serving signature name: "{exc.signature_name}" not found in signature def') \
+                from None
         return predict_response.encode_predict(result.outputs, columnar[0])
 
     def classify(self, name: str, version: int | None, label: str | None, body: bytes) -> bytes:
