@@ -113,14 +113,15 @@ def test_probes_ports_and_service_agree():
     c = container(objs["Deployment"])
     args = c["args"]
     port = int(flag(args, "rest_api_port"))
-    (http,) = c["ports"]
-    assert http["containerPort"] == port
+    http, grpc_port = c["ports"]
+    assert (http["name"], http["containerPort"]) == ("http", port)
+    assert (grpc_port["name"], grpc_port["containerPort"]) == ("grpc", int(flag(args, "port")))
     # readiness: the model status API of the model being served (deploy/ready.py PORT NAME)
     assert c["readinessProbe"]["exec"]["command"][-2:] == [str(port), flag(args, "model_name")]
     assert c["livenessProbe"]["tcpSocket"]["port"] == http["name"]
     assert c["startupProbe"]["tcpSocket"]["port"] == http["name"]
     service = objs["Service"]["spec"]
-    assert service["ports"][0]["targetPort"] == http["name"]
+    assert [p["targetPort"] for p in service["ports"]] == ["http", "grpc"]
     labels = objs["Deployment"]["spec"]["template"]["metadata"]["labels"]
     assert service["selector"].items() <= labels.items()
     assert objs["Deployment"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -152,11 +153,9 @@ def test_servingruntime_runs_the_server_as_kserve_runs_tf_serving():
     assert c["name"] == "kserve-container"   # the name KServe looks for
     assert c["command"] == ["python", "-m", "server"]
     ours = c["args"]
-    # Every flag KServe gives tensorflow_model_server, with the same value, except its gRPC port
-    # while this server speaks REST only.
-    grpc = {"--port=9000"}
-    assert sorted(ours) == sorted(a for a in KSERVE_TF_ARGS if a not in grpc)
-    assert "v1" in spec["protocolVersions"] and "grpc-v1" not in spec["protocolVersions"]
+    # Every flag KServe gives tensorflow_model_server, with the same value: gRPC on 9000, REST on 8080.
+    assert sorted(ours) == sorted(KSERVE_TF_ARGS)
+    assert {"v1", "grpc-v1"} <= set(spec["protocolVersions"])
     cli.build_options([a.replace("{{.Name}}", "mlp") for a in ours], check_paths=False)
     assert c["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["runAsUser"] != 0
 
