@@ -44,13 +44,16 @@ _ORIGIN = re.compile(r"https?://")
 
 def error_body(message: str) -> bytes:
     """TF Serving's error document: `{ "error": "<message>" }`."""
-    return ('{ "error": ' + json.dumps(message, ensure_ascii=False) + " }").encode()
+    try:
+        return ('{ "error": ' + json.dumps(message, ensure_ascii=False) + " }").encode()
+    except UnicodeEncodeError:  # a lone surrogate from the request (e.g. "\ud800") echoed back: escape it
+        return ('{ "error": ' + json.dumps(message) + " }").encode()
 
 
 def _version(text: str | None) -> int | None:
     if not text:
         return None
-    value = int(text)
+    value = int(text) if len(text.lstrip("0")) <= 19 else _INT64_MAX + 1  # int() refuses thousands of digits
     if value > _INT64_MAX:
         raise errors.invalid_argument(f"Failed to convert version: {text} to numeric.")
     return value
