@@ -227,4 +227,8 @@ def create_app(api: RestAPI, metrics=None, metrics_path: str | None = None, shor
     app.add_url_rule("/", "root", handle, methods=methods, provide_automatic_options=False)
     app.add_url_rule("/<path:path>", "tf_serving", handle, methods=methods, provide_automatic_options=False,
                      strict_slashes=False)
+    # What Werkzeug's rules cannot match (a path holding a newline, a method not listed above) gets the
+    # same answers, not Werkzeug's HTML pages: 400 "Malformed request" under /v1/, else 404.
+    app.register_error_handler(404, lambda exc: handle())
+    app.register_error_handler(405, lambda exc: handle())
     return app
