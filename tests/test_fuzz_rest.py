@@ -220,9 +220,15 @@ KNOWN = [
     # ValueError: maximum supported dimension for an ndarray is currently 64, found 65 (codec: _to_array)
     ("POST", f"/v1/models/{MODEL}:predict", b'{"instances": ' + b"[" * 65 + b"1" + b"]" * 65 + b"}"),
     ("POST", f"/v1/models/{MODEL}:predict", b'{"inputs": ' + b"[" * 65 + b"1" + b"]" * 65 + b"}"),
+    # RecursionError writing the error message that quotes the whole request (codec: pretty)
+    ("POST", f"/v1/models/{MODEL}:predict", b'{"instances": [1.0], "inputs": ' + b"[" * 990 + b"]" * 990 + b"}"),
     # UnicodeEncodeError writing the error message (a lone surrogate echoed back): 500, empty body
     ("POST", f"/v1/models/{MODEL}:predict", b'{"signature_name": "\\ud800", "instances": [1.0]}'),
     ("POST", f"/v1/models/{MODEL}:predict", b'{"signature_name": "\xe9", "instances": [1.0]}'),
+    # Werkzeug's HTML 404/405 pages (app: paths its rules cannot match, methods not listed)
+    ("GET", f"/v1/models/a%0Ab", None),
+    ("GET", "/a%0Ab", None),
+    ("PROPFIND", f"/v1/models/{MODEL}", None),
 ]
 
 
