@@ -92,14 +92,14 @@ def fingerprint(path: str) -> tuple:
     return tuple(sorted(items))
 
 
-def discover_versions(name: str, base_path: str) -> dict[int, str]:
-    """{version number: folder} for the numeric sub-folders of base_path."""
+def discover_versions(name: str, base_path: str) -> dict[int, str] | None:
+    """{version number: folder} for the numeric sub-folders of base_path; None if it cannot be listed."""
     found: dict[int, str] = {}
     try:
         entries = sorted(os.scandir(base_path), key=lambda e: e.name)
     except OSError as e:
         log.warning("Cannot list base path %s of model %s: %s", base_path, name, e.strerror)
-        return found
+        return None
     for entry in entries:
         if not entry.is_dir():
             continue
@@ -461,6 +461,8 @@ class ModelManager:
     def _plan(self, model: ModelSettings) -> tuple[set[int], list]:
         """The versions the policy wants, and those of them to load now (newest first)."""
         on_disk = discover_versions(model.name, model.base_path)
+        if on_disk is None:  # deleted, unreadable, not a folder: keep what is served (TF Serving's poll fails too)
+            return
         wanted = model.select(set(on_disk))
         with self._cond:
             known = self._versions.setdefault(model.name, {})
