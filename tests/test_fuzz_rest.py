@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 
 import pytest
 import requests
@@ -52,7 +53,10 @@ def server(testdata, tmp_path_factory):
     with ServerProcess([f"--model_config_file={config}", "--file_system_poll_wait_seconds=0"]) as s:
         s.wait_available(MODEL, every_version=True)
         s.session = requests.Session()
+        s.sent = 0
         yield s
+        if os.environ.get("FUZZ_STATS"):  # `make fuzz` adds up the requests sent
+            pathlib.Path(os.environ["FUZZ_STATS"]).write_text(json.dumps({"requests": s.sent}))
         tracebacks = [line for line in s.log_lines() if "Traceback" in line or "unexpected error" in line]
         assert not tracebacks, "the server logged exceptions:\n" + "\n".join(s.log_lines()[-60:])
 
@@ -166,6 +170,7 @@ def check_answer(method: str, path: str, body: bytes | None, r: requests.Respons
 
 def send(server, method: str, path: str, body: bytes | None = None) -> dict:
     r = server.session.request(method, server.url + path, data=body, timeout=60)
+    server.sent += 1
     return check_answer(method, path, body, r)
 
 
