@@ -43,7 +43,8 @@ CALLS = [
     ("classify", "POST", ":classify", {"signature_name": "classify_x_to_y", "examples": [{"x": 20.0}]},
      lambda d: d["results"] == [[["", 12.0]]]),
     ("status", "GET", "", None, lambda d: any(v["state"] == "AVAILABLE" for v in d["model_version_status"])),
-    ("metadata", "GET", "/metadata", None, lambda d: "serving_default" in d["metadata"]["signature_def"]["signature_def"]),
+    ("metadata", "GET", "/metadata", None,
+     lambda d: "serving_default" in d["metadata"]["signature_def"]["signature_def"]),
 ]
 
 

@@ -256,7 +256,8 @@ def test_broken_config_file_on_reload(testdata, tmp_path):
         assert predict(s).json()["predictions"] == ANSWER
         assert _status(s)["123"]["state"] == "AVAILABLE"
         # Fixed: a second model appears, the first serves on.
-        config.write_text((CONFIG % base).replace("}\n}", '}\n  config { name: "hp2b" base_path: "%s" model_platform: "tensorflow" }\n}' % base))
+        second = '  config { name: "hp2b" base_path: "%s" model_platform: "tensorflow" }\n}' % base
+        config.write_text((CONFIG % base).replace("}\n}", "}\n" + second))
         s.wait_available("hp2b", "123", timeout=60)
         assert predict(s, model="hp2b").json()["predictions"] == ANSWER
         assert predict(s).json()["predictions"] == ANSWER

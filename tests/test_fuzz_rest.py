@@ -231,7 +231,7 @@ KNOWN = [
     ("POST", f"/v1/models/{MODEL}:predict", b'{"signature_name": "\\ud800", "instances": [1.0]}'),
     ("POST", f"/v1/models/{MODEL}:predict", b'{"signature_name": "\xe9", "instances": [1.0]}'),
     # Werkzeug's HTML 404/405 pages (app: paths its rules cannot match, methods not listed)
-    ("GET", f"/v1/models/a%0Ab", None),
+    ("GET", "/v1/models/a%0Ab", None),
     ("GET", "/a%0Ab", None),
     ("PROPFIND", f"/v1/models/{MODEL}", None),
 ]
