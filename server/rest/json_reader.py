@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import orjson
@@ -20,6 +21,8 @@ class JsonParseError(Exception):
 
 
 _WS = b" \t\n\r"
+# A \u escape of a UTF-16 surrogate: the stdlib reads a lone one into the string, rapidjson refuses it.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SIMPLE_ESCAPES = {ord('"'): '"', ord("\\"): "\\", ord("/"): "/", ord("b"): "\b",
                    ord("f"): "\f", ord("n"): "\n", ord("r"): "\r", ord("t"): "\t"}
 
@@ -266,9 +269,12 @@ def parse(body: bytes) -> Any:
         pass
     text = body.decode("utf-8", "surrogateescape")
     try:
-        return json.loads(text, parse_constant=_stdlib_constant, parse_int=json_int)
+        doc = json.loads(text, parse_constant=_stdlib_constant, parse_int=json_int)
     except (ValueError, RecursionError):
         pass
+    else:
+        if not _SURROGATE_ESCAPE.search(body):
+            return doc
     try:
         return _RapidParser(body).document()
     except RecursionError:
