@@ -230,6 +230,11 @@ KNOWN = [
     # UnicodeEncodeError writing the error message (a lone surrogate echoed back): 500, empty body
     ("POST", f"/v1/models/{MODEL}:predict", b'{"signature_name": "\\ud800", "instances": [1.0]}'),
     ("POST", f"/v1/models/{MODEL}:predict", b'{"signature_name": "\xe9", "instances": [1.0]}'),
+    # UnicodeEncodeError putting a feature name that is not UTF-8 into a tf.Example (tf_example_json)
+    ("POST", f"/v1/models/{MODEL}:classify", b'{"examples": [{"\\ud800": 9}]}'),
+    ("POST", f"/v1/models/{MODEL}:classify", b'{"examples": [{"\\udc80": 9}]}'),
+    ("POST", f"/v1/models/{MODEL}:regress", b'{"examples": [{"\xe9": 9}]}'),
+    ("POST", f"/v1/models/{MODEL}:regress", b'{"context": {"\xe9": 9}, "examples": [{}]}'),
     # Werkzeug's HTML 404/405 pages (app: paths its rules cannot match, methods not listed)
     ("GET", "/v1/models/a%0Ab", None),
     ("GET", "/a%0Ab", None),
@@ -240,6 +245,13 @@ KNOWN = [
 @pytest.mark.parametrize("method,path,body", KNOWN, ids=range(len(KNOWN)))
 def test_once_failing_requests(server, method, path, body):
     send(server, method, path, body)
+
+
+def test_lone_surrogate_escape_is_a_parse_error(server):
+    """rapidjson refuses a \\ud800-\\udbff escape without its pair, whichever reader Python takes."""
+    for body in (b'{"examples": [{"\\ud800": 9}]}', b'{"examples": [{"\\ud800": NaN}]}'):
+        doc = send(server, "POST", f"/v1/models/{MODEL}:classify", body)
+        assert doc["error"].startswith("JSON Parse error: The surrogate pair in string is invalid."), doc
 
 
 def test_huge_numbers_read_as_rapidjson_does(server):
