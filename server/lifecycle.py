@@ -458,11 +458,13 @@ class ModelManager:
             if not self._stopping.is_set():
                 self._retire(model, wanted)
 
-    def _plan(self, model: ModelSettings) -> tuple[set[int], list]:
-        """The versions the policy wants, and those of them to load now (newest first)."""
+    def _plan(self, model: ModelSettings) -> tuple[set[int] | None, list]:
+        """The versions the policy wants, and those of them to load now (newest first); (None, [])
+        when the base path cannot be listed (deleted, unreadable, not a folder): what is served stays,
+        as when TF Serving's file system poll fails."""
         on_disk = discover_versions(model.name, model.base_path)
-        if on_disk is None:  # deleted, unreadable, not a folder: keep what is served (TF Serving's poll fails too)
-            return
+        if on_disk is None:
+            return None, []
         wanted = model.select(set(on_disk))
         with self._cond:
             known = self._versions.setdefault(model.name, {})
@@ -482,8 +484,10 @@ class ModelManager:
                 to_load.append((v, fp))
         return wanted, to_load
 
-    def _retire(self, model: ModelSettings, wanted: set[int]) -> None:
+    def _retire(self, model: ModelSettings, wanted: set[int] | None) -> None:
         """Unload the versions the policy no longer wants, once a wanted one is AVAILABLE."""
+        if wanted is None:  # the base path could not be listed: nothing is known to be unwanted
+            return
         with self._cond:
             known = self._versions.setdefault(model.name, {})
             if any(known[n].state == AVAILABLE for n in wanted if n in known) or not wanted:
