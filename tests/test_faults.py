@@ -176,7 +176,9 @@ def _status(s: ServerProcess) -> dict[str, dict]:
 
 def test_model_folder_faults(testdata, tmp_path):
     base = copy_model(testdata, tmp_path)
-    with ServerProcess([f"--model_base_path={base}", "--model_name=hp2", "--file_system_poll_wait_seconds=1"]) as s:
+    # No load retries (TF Serving retries a failed load 5 times, a minute apart): the failure shows at once.
+    with ServerProcess([f"--model_base_path={base}", "--model_name=hp2", "--file_system_poll_wait_seconds=1",
+                        "--max_num_load_retries=0"]) as s:
         s.wait_available("hp2", "123")
 
         # A new version of garbage: its error in the status API, version 123 serves on.
@@ -211,7 +213,9 @@ def test_model_folder_faults(testdata, tmp_path):
 
 def test_half_written_version_loads_once_complete(testdata, tmp_path):
     base = copy_model(testdata, tmp_path)
-    with ServerProcess([f"--model_base_path={base}", "--model_name=hp2", "--file_system_poll_wait_seconds=1"]) as s:
+    # No load retries (TF Serving retries a failed load 5 times, a minute apart): the failure shows at once.
+    with ServerProcess([f"--model_base_path={base}", "--model_name=hp2", "--file_system_poll_wait_seconds=1",
+                        "--max_num_load_retries=0"]) as s:
         s.wait_available("hp2", "123")
         source = testdata / "saved_model_half_plus_two_2_versions" / "00000124"
         half = base / "00000124"
