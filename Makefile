@@ -10,7 +10,7 @@ RAY_STAMP := $(VENV)/.installed-requirements-ray
 NODE_DIR := code/zh/savedmodel
 NODE_STAMP := $(NODE_DIR)/node_modules/.package-lock.json
 
-.PHONY: setup ray-deps node-deps wrk demo lint test test-ray record-ray html bench exercises clean
+.PHONY: setup ray-deps node-deps wrk demo lint test test-ray record-ray html bench exercises fuzz soak clean
 
 setup: $(STAMP)
 
@@ -67,6 +67,14 @@ html: setup
 
 bench: setup wrk
 	$(PY) -m bench
+
+# Long fuzzing of the REST API (>= 10,000 requests from docs/openapi.yaml, then the hypothesis properties).
+fuzz: setup
+	$(PY) scripts/fuzz.py
+
+# 10 minutes of mixed REST traffic with a version swap every 30 s: requests, errors, RSS and threads.
+soak: setup
+	$(PY) -m bench.soak --minutes 10
 
 exercises: setup
 	$(PY) -m pytest -m exercise exercises

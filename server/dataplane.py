@@ -35,6 +35,9 @@ Tensors = Mapping[str, np.ndarray]
 Inputs = Union[Tensors, Callable[[Signature], Tensors]]
 
 
+DEFAULT_MAX_ELEMENTS = 1 << 26  # --max_request_elements
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Which model, version (or label) and signature a request names (TF Serving's ModelSpec)."""
@@ -65,13 +68,17 @@ class DataPlane:
     a loaded servable, `status(name, version, label)` a GetModelStatusResponse, `reload_config(models)`.
     `batcher_for(servable, signature)` optionally returns a callable that runs inputs through a dynamic
     batcher (batching/); REST and gRPC requests for the same signature then share batches.
+    `max_elements` (--max_request_elements; 0 = no limit) bounds the tensor elements of one predict
+    request (summed over its inputs) and the examples of one classify/regress request.
     `check_method_name(signature, method)` optionally refuses a signature whose method_name does not
     match the API called (TF Serving's --enable_signature_method_name_check).
     """
 
     def __init__(self, manager, batcher_for: Callable | None = None,
-                 check_method_name: Callable[[Signature, str], None] | None = None):
+                 check_method_name: Callable[[Signature, str], None] | None = None,
+                 max_elements: int = DEFAULT_MAX_ELEMENTS):
         self.manager = manager
+        self._max_elements = max_elements
         self._batcher_for = batcher_for
         self._check_method_name = check_method_name
 
@@ -83,6 +90,7 @@ class DataPlane:
             if self._check_method_name is not None:
                 self._check_method_name(signature, tf_example.PREDICT_METHOD)
             tensors = inputs(signature) if callable(inputs) else inputs
+            self._check_elements(sum(int(np.size(t)) for t in tensors.values()), "tensor elements")
             validate_inputs(tensors, signature)
             wanted = _filtered_outputs(signature, output_filter)
             outputs = self._run(servable, signature, tensors, wanted)
@@ -100,6 +108,11 @@ class DataPlane:
         if wanted is not None:  # fetch only these, as TF Serving does with an output_filter
             signature = dataclasses.replace(signature, outputs={k: signature.outputs[k] for k in wanted})
         return servable.run(signature, inputs)
+
+    def _check_elements(self, count: int, what: str) -> None:
+        if self._max_elements and count > self._max_elements:
+            raise invalid_argument(f"Request has {count} {what}, more than the limit of {self._max_elements} "
+                                   "(--max_request_elements)")
 
     # -- classify / regress ----------------------------------------------------------------
     def classify(self, spec: ModelSpec, examples: Sequence[bytes]) -> Result:
@@ -124,6 +137,7 @@ class DataPlane:
             if self._check_method_name is not None:
                 self._check_method_name(signature, method)
             key, _ = check_signature(signature)
+            self._check_elements(len(examples), "examples")
             batch = np.empty(len(examples), dtype=object)
             batch[:] = list(examples)
             outputs = self._run(servable, signature, {key: batch})

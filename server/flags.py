@@ -216,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Address to listen on (default 0.0.0.0, as TF Serving; 127.0.0.1 for this machine only).")
     x.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                    help="Worker processes, each with its own copy of the models (default 1).")
+    x.add_argument("--rest_api_max_body_bytes", type=_non_negative_int, default=256 << 20, metavar="N",
+                   help="Largest request body in bytes (default 268435456 = 256 MiB; 0 = no limit). A longer body "
+                        "is answered 413 with a JSON error before it is read.")
+    x.add_argument("--max_request_elements", type=_non_negative_int, default=1 << 26, metavar="N",
+                   help="Most tensor elements one predict request may send, over all its inputs, and most examples "
+                        "one classify/regress request may send (default 67108864; 0 = no limit). More is answered "
+                        "400 INVALID_ARGUMENT before the model runs.")
     x.add_argument("--log_level", default="info", choices=["debug", "info", "warning", "error"],
                    help="Log level (default info).")
     return p

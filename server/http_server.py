@@ -35,6 +35,7 @@ def serve(options: Options) -> int:
         workers=options.workers,
         blocking_threads=options.rest_api_num_threads,
         backlog=2048,
+        respawn_failed_workers=True,  # a worker killed (OOM, a crash in TensorFlow) is replaced; the others serve on
         http=HTTPModes.http1,  # TF Serving speaks HTTP/1.1 only
         websockets=False,
         log_level=options.log_level if options.log_level != "warning" else "warn",

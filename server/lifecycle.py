@@ -92,14 +92,14 @@ def fingerprint(path: str) -> tuple:
     return tuple(sorted(items))
 
 
-def discover_versions(name: str, base_path: str) -> dict[int, str]:
-    """{version number: folder} for the numeric sub-folders of base_path."""
+def discover_versions(name: str, base_path: str) -> dict[int, str] | None:
+    """{version number: folder} for the numeric sub-folders of base_path; None if it cannot be listed."""
     found: dict[int, str] = {}
     try:
         entries = sorted(os.scandir(base_path), key=lambda e: e.name)
     except OSError as e:
         log.warning("Cannot list base path %s of model %s: %s", base_path, name, e.strerror)
-        return found
+        return None
     for entry in entries:
         if not entry.is_dir():
             continue
@@ -458,9 +458,13 @@ class ModelManager:
             if not self._stopping.is_set():
                 self._retire(model, wanted)
 
-    def _plan(self, model: ModelSettings) -> tuple[set[int], list]:
-        """The versions the policy wants, and those of them to load now (newest first)."""
+    def _plan(self, model: ModelSettings) -> tuple[set[int] | None, list]:
+        """The versions the policy wants, and those of them to load now (newest first); (None, [])
+        when the base path cannot be listed (deleted, unreadable, not a folder): what is served stays,
+        as when TF Serving's file system poll fails."""
         on_disk = discover_versions(model.name, model.base_path)
+        if on_disk is None:
+            return None, []
         wanted = model.select(set(on_disk))
         with self._cond:
             known = self._versions.setdefault(model.name, {})
@@ -480,8 +484,10 @@ class ModelManager:
                 to_load.append((v, fp))
         return wanted, to_load
 
-    def _retire(self, model: ModelSettings, wanted: set[int]) -> None:
+    def _retire(self, model: ModelSettings, wanted: set[int] | None) -> None:
         """Unload the versions the policy no longer wants, once a wanted one is AVAILABLE."""
+        if wanted is None:  # the base path could not be listed: nothing is known to be unwanted
+            return
         with self._cond:
             known = self._versions.setdefault(model.name, {})
             if any(known[n].state == AVAILABLE for n in wanted if n in known) or not wanted:

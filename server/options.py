@@ -140,6 +140,8 @@ class Options:
     # -- this server's own flags
     rest_api_host: str = "0.0.0.0"
     workers: int = 1
+    rest_api_max_body_bytes: int = 256 << 20   # a longer body: 413
+    max_request_elements: int = 1 << 26        # more tensor elements (or examples) in one request: 400
     log_level: str = "info"
     # -- derived: what the files say, read once
     models: tuple[ModelSettings, ...] = ()

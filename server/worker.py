@@ -21,7 +21,8 @@ def make_dataplane(manager, batchers, options: Options):
     from .dataplane import DataPlane
     from .signatures import check_method_name
     return DataPlane(manager, batcher_for=batchers.batcher_for if batchers is not None else None,
-                     check_method_name=check_method_name if options.enable_signature_method_name_check else None)
+                     check_method_name=check_method_name if options.enable_signature_method_name_check else None,
+                     max_elements=options.max_request_elements)
 
 
 def make_rest_app(dataplane, metrics, options: Options):
@@ -30,7 +31,7 @@ def make_rest_app(dataplane, metrics, options: Options):
     from .rest.handlers import RestAPI
     return create_app(RestAPI(dataplane), metrics=metrics,
                       metrics_path=options.prometheus.path if options.prometheus is not None else None,
-                      cors=options.rest_api_enable_cors_support)
+                      cors=options.rest_api_enable_cors_support, max_body=options.rest_api_max_body_bytes)
 
 
 def make_loader(options: LoaderOptions):

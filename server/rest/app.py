@@ -44,13 +44,16 @@ _ORIGIN = re.compile(r"https?://")
 
 def error_body(message: str) -> bytes:
     """TF Serving's error document: `{ "error": "<message>" }`."""
-    return ('{ "error": ' + json.dumps(message, ensure_ascii=False) + " }").encode()
+    try:
+        return ('{ "error": ' + json.dumps(message, ensure_ascii=False) + " }").encode()
+    except UnicodeEncodeError:  # a lone surrogate from the request (e.g. "\ud800") echoed back: escape it
+        return ('{ "error": ' + json.dumps(message) + " }").encode()
 
 
 def _version(text: str | None) -> int | None:
     if not text:
         return None
-    value = int(text)
+    value = int(text) if len(text.lstrip("0")) <= 19 else _INT64_MAX + 1  # int() refuses thousands of digits
     if value > _INT64_MAX:
         raise errors.invalid_argument(f"Failed to convert version: {text} to numeric.")
     return value
@@ -118,6 +121,13 @@ def dispatch(api: RestAPI, method: str, path: str, body: bytes, found: Route) ->
     raise errors.invalid_argument(f"Malformed request: {method} {path}")
 
 
+DEFAULT_MAX_BODY_BYTES = 256 << 20  # --rest_api_max_body_bytes
+
+
+class BodyTooLarge(Exception):
+    """Raised by a body reader for a body longer than --rest_api_max_body_bytes (413)."""
+
+
 class Responder:
     """One request in, one answer out: `(status, body, headers)`, whatever happened.
 
@@ -125,8 +135,10 @@ class Responder:
     shortcut (ServingApp.wsgi_app) both call it, so the two give the same bytes by construction.
     """
 
-    def __init__(self, api: RestAPI, metrics=None, metrics_path: str | None = None, cors: bool = False):
+    def __init__(self, api: RestAPI, metrics=None, metrics_path: str | None = None, cors: bool = False,
+                 max_body: int = DEFAULT_MAX_BODY_BYTES):
         self.api, self.metrics, self.metrics_path = api, metrics, metrics_path
+        self.max_body = max_body
         self._json_headers = ((("Content-Type", _JSON),) + CORS_HEADERS) if cors else (("Content-Type", _JSON),)
         self._preflight_headers = CORS_HEADERS if cors else ()
 
@@ -150,6 +162,10 @@ class Responder:
             if metrics is not None:
                 self._record(found, exc.code, started)
             return exc.http_status, error_body(exc.message), self._json_headers
+        except BodyTooLarge:  # TF Serving has no limit: no canonical code, 413
+            log.warning("%s %s -> 413: body over %d bytes", method, path, self.max_body)
+            return 413, error_body(f"Request body is larger than the limit of {self.max_body} bytes "
+                                   "(--rest_api_max_body_bytes)"), self._json_headers
         except Exception as exc:  # never an HTML page or a dropped connection
             log.exception("%s %s -> 500: unexpected error", method, path)
             if metrics is not None:
@@ -184,11 +200,34 @@ class ServingApp(Flask):
             path = environ.get("PATH_INFO") or "/"
             length = environ.get("CONTENT_LENGTH") or ""
             if length.isdigit() and path.isascii() and "HTTP_TRANSFER_ENCODING" not in environ:
-                stream = environ["wsgi.input"]
-                status, payload, headers = responder("POST", path, lambda: stream.read(int(length)))
+                stream, size = environ["wsgi.input"], int(length)
+                status, payload, headers = responder("POST", path, lambda: _read(stream, size, responder.max_body))
                 start_response(_status_line(status), [*headers, ("Content-Length", str(len(payload)))])
                 return [payload]
         return super().wsgi_app(environ, start_response)
+
+
+def _read(stream, size: int, limit: int) -> bytes:
+    if limit and size > limit:
+        raise BodyTooLarge  # refused before a byte of it is read
+    return stream.read(size)
+
+
+def _read_request(limit: int) -> bytes:
+    """Flask's request body (a chunked one too), refused once it passes `limit` bytes."""
+    if not limit:
+        return request.get_data(cache=False)
+    if (request.content_length or 0) > limit:
+        raise BodyTooLarge
+    chunks, total = [], 0
+    while True:
+        chunk = request.stream.read(min(1 << 16, limit + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise BodyTooLarge
 
 
 @functools.lru_cache(maxsize=None)
@@ -197,23 +236,24 @@ def _status_line(code: int) -> str:
 
 
 def create_app(api: RestAPI, metrics=None, metrics_path: str | None = None, shortcut: bool = True,
-               cors: bool = False) -> Flask:
+               cors: bool = False, max_body: int = DEFAULT_MAX_BODY_BYTES) -> Flask:
     """The WSGI app. `api` holds all state; the app keeps none of its own.
 
     With `metrics` (monitoring.Metrics), predict/classify/regress requests are counted and timed
     and `metrics_path` serves the Prometheus page, as TF Serving's --monitoring_config_file does.
     `cors`: TF Serving's --rest_api_enable_cors_support (its three headers on every /v1/ answer).
+    `max_body`: --rest_api_max_body_bytes (0 = no limit); a longer body answers 413 unread.
     `shortcut=False` sends every request through Flask's routing (the tests compare the two).
     """
     app = ServingApp("server")
     app.url_map.merge_slashes = False  # "/v1/models//x" is malformed, as in TF Serving, not redirected
-    responder = Responder(api, metrics, metrics_path, cors=cors)
+    responder = Responder(api, metrics, metrics_path, cors=cors, max_body=max_body)
     if shortcut:
         app.responder = responder
 
     def handle(path: str = "") -> Response:
         status, payload, headers = responder(request.method, request.path,
-                                             lambda: request.get_data(cache=False),
+                                             lambda: _read_request(max_body),
                                              request.headers.get("Origin", ""))
         response = Response(payload, status, headers=list(headers))
         if not any(name == "Content-Type" for name, _ in headers):
@@ -224,4 +264,8 @@ def create_app(api: RestAPI, metrics=None, metrics_path: str | None = None, shor
     app.add_url_rule("/", "root", handle, methods=methods, provide_automatic_options=False)
     app.add_url_rule("/<path:path>", "tf_serving", handle, methods=methods, provide_automatic_options=False,
                      strict_slashes=False)
+    # What Werkzeug's rules cannot match (a path holding a newline, a method not listed above) gets the
+    # same answers, not Werkzeug's HTML pages: 400 "Malformed request" under /v1/, else 404.
+    app.register_error_handler(404, lambda exc: handle())
+    app.register_error_handler(405, lambda exc: handle())
     return app

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import orjson
@@ -20,6 +21,8 @@ class JsonParseError(Exception):
 
 
 _WS = b" \t\n\r"
+# A \u escape of a UTF-16 surrogate: the stdlib reads a lone one into the string, rapidjson refuses it.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SIMPLE_ESCAPES = {ord('"'): '"', ord("\\"): "\\", ord("/"): "/", ord("b"): "\b",
                    ord("f"): "\f", ord("n"): "\n", ord("r"): "\r", ord("t"): "\t"}
 
@@ -227,16 +230,22 @@ class _RapidParser:
             if not (0x30 <= self.peek() <= 0x39):
                 self.fail("Miss exponent in number.", self.i)
             ed = self.digits()
-            if sign != "-" and int(ed) > 308 + len(fp):
+            if sign != "-" and (len(ed.lstrip("0")) > 6 or int(ed) > 308 + len(fp)):
                 self.fail("Number too big to be stored in double.", start)
             exp = "e" + sign + ed
             is_double = True
         text = ("-" if minus else "") + ip + ("." + fp if fp else "") + exp
-        if not is_double:
-            v = int(text)
-            if -(1 << 63) <= v < (1 << 64):
-                return v
-        return float(text)
+        return float(text) if is_double else json_int(text)
+
+
+def json_int(text: str) -> int | float:
+    """A JSON integer as rapidjson reads it: int64/uint64 as such, anything longer as a double
+    (±inf beyond its range; never int() on thousands of digits, which Python refuses)."""
+    if len(text) <= 20:
+        v = int(text)
+        if -(1 << 63) <= v < (1 << 64):
+            return v
+    return float(text)
 
 
 def _reject_constant(name: str) -> Any:
@@ -260,9 +269,12 @@ def parse(body: bytes) -> Any:
         pass
     text = body.decode("utf-8", "surrogateescape")
     try:
-        return json.loads(text, parse_constant=_stdlib_constant)
+        doc = json.loads(text, parse_constant=_stdlib_constant, parse_int=json_int)
     except (ValueError, RecursionError):
         pass
+    else:
+        if not _SURROGATE_ESCAPE.search(body):
+            return doc
     try:
         return _RapidParser(body).document()
     except RecursionError:

@@ -122,43 +122,44 @@ def _is_double(v: Any) -> bool:
 
 
 def _pretty(v: Any, depth: int, out: list) -> None:
-    if v is None:
-        out.append("null")
-    elif v is True:
-        out.append("true")
-    elif v is False:
-        out.append("false")
-    elif _is_double(v):
-        d = float(v)
-        if not math.isfinite(d):
-            raise _Stop
-        out.append(rapidjson_double(d))
-    elif isinstance(v, int):
-        out.append(str(v))
-    elif isinstance(v, (str, bytes)):
-        out.append(json_string(v))
-    elif isinstance(v, list):
-        if not v:
-            out.append("[]")
-            return
-        out.append("[")
-        inner = "\n" + "    " * (depth + 1)
-        for i, e in enumerate(v):
-            out.append(("," if i else "") + inner)
-            _pretty(e, depth + 1, out)
-        out.append("\n" + "    " * depth + "]")
-    elif isinstance(v, dict):
-        if not v:
-            out.append("{}")
-            return
-        out.append("{")
-        inner = "\n" + "    " * (depth + 1)
-        for i, (k, e) in enumerate(v.items()):
-            out.append(("," if i else "") + inner + json_string(k) + ": ")
-            _pretty(e, depth + 1, out)
-        out.append("\n" + "    " * depth + "}")
-    else:  # numpy scalars and the like, should a caller pass them
-        out.append(str(v))
+    # With a stack of its own, not recursion: a request nested 1,000 deep is printed in its error
+    # message as rapidjson prints it, where recursion would stop at Python's limit (RecursionError).
+    todo: list = [(v, depth)]
+    while todo:
+        item = todo.pop()
+        if type(item) is str:
+            out.append(item)
+            continue
+        v, depth = item
+        if v is None:
+            out.append("null")
+        elif v is True:
+            out.append("true")
+        elif v is False:
+            out.append("false")
+        elif _is_double(v):
+            d = float(v)
+            if not math.isfinite(d):
+                raise _Stop
+            out.append(rapidjson_double(d))
+        elif isinstance(v, int):
+            out.append(str(v))
+        elif isinstance(v, (str, bytes)):
+            out.append(json_string(v))
+        elif isinstance(v, (list, dict)):
+            if not v:
+                out.append("[]" if isinstance(v, list) else "{}")
+                continue
+            is_list = isinstance(v, list)
+            out.append("[" if is_list else "{")
+            todo.append("\n" + "    " * depth + ("]" if is_list else "}"))
+            inner = "\n" + "    " * (depth + 1)
+            members = list(enumerate(v)) if is_list else list(enumerate(v.items()))
+            for i, member in reversed(members):
+                todo.append((member, depth + 1) if is_list else (member[1], depth + 1))
+                todo.append(("," if i else "") + inner + ("" if is_list else json_string(member[0]) + ": "))
+        else:  # numpy scalars and the like, should a caller pass them
+            out.append(str(v))
 
 
 def pretty(v: Any) -> str:

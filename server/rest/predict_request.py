@@ -474,7 +474,12 @@ def _b64_value(v: dict) -> bytes:
         raise invalid_argument("Unable to base64 decode") from None
 
 
+_MAX_DIMS = 64
+
+
 def _to_array(flat: list, spec: TensorSpec, shape: list) -> np.ndarray:
+    if len(shape) > _MAX_DIMS:  # numpy's limit (TensorFlow's is 254); deeper nesting is refused
+        raise invalid_argument(f"Expecting a tensor of at most {_MAX_DIMS} dimensions but got {len(shape)}")
     if spec.np_dtype == np.dtype(object):
         arr = np.empty(len(flat), dtype=object)
         arr[:] = flat

@@ -62,7 +62,11 @@ def make_example(val: Any) -> example_pb2.Example:
             feature.float_list.value.extend(values)
         elif kind == "int64":
             feature.int64_list.value.extend(values)
-        example.features.feature[name].CopyFrom(feature)
+        try:
+            entry = example.features.feature[name]
+        except UnicodeEncodeError:  # invalid UTF-8 in the request, or a lone \udc00-\udfff escape
+            raise invalid_argument(f"Feature name is not valid UTF-8: {ascii(name)}") from None
+        entry.CopyFrom(feature)
     return example
 
 
