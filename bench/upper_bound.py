@@ -8,7 +8,8 @@ numbers of a ratio are taken seconds apart, not at opposite ends of the run:
     python -m bench.upper_bound --model_base_path ABS
 
 Each line on stdin asks for one measurement, {"body": file, "group": requests per model call,
-"seconds": s}; each answer is one line `UPPER_JSON {...}` (requests/s and which code path it used).
+"seconds": s, "transport": "rest" (a JSON body, the default) or "grpc" (a serialized PredictRequest)};
+each answer is one line `UPPER_JSON {...}` (requests/s and which code path it used).
 --intra_op/--inter_op load the model with the servers' TensorFlow thread settings.
 It uses the server's own JSON codec (server.rest), input checks (server.validation) and model runner
 (server.servable) when they are importable, so the bound measures exactly the work a server worker
@@ -58,6 +59,36 @@ class ServerPath:
 
     def encode(self, outputs, columnar) -> bytes:
         return self.response.encode_predict(outputs, columnar)
+
+
+class GrpcPath:
+    """The gRPC twin of ServerPath, on the same loaded servable: PredictRequest bytes -> tensor_proto ->
+    validate_inputs -> Servable.run -> PredictResponse bytes, the calls a gRPC Predict makes
+    (grpc/prediction_service.py, dataplane.py)."""
+    name = "server.grpc + server.servable"
+
+    def __init__(self, rest: ServerPath):
+        from tensorflow_serving.apis import predict_pb2
+
+        from server.grpc import prediction_service, tensor_proto
+        self.rest, self.signature = rest, rest.signature
+        self.request_type, self.response_type = predict_pb2.PredictRequest, predict_pb2.PredictResponse
+        self.decode_inputs, self.write = prediction_service.decode_inputs, tensor_proto.write
+
+    def decode(self, body: bytes):
+        request = self.request_type.FromString(body)
+        inputs = self.decode_inputs(request.inputs, self.signature)
+        self.rest.validate(inputs, self.signature)
+        return inputs, False
+
+    def run(self, inputs):
+        return self.rest.run(inputs)
+
+    def encode(self, outputs, columnar) -> bytes:
+        response = self.response_type()
+        for key in sorted(outputs):
+            self.write(outputs[key], response.outputs[key], False)
+        return response.SerializeToString()
 
 
 class PlainPath:
@@ -129,6 +160,9 @@ def main() -> None:
         path = ServerPath(args.model_base_path, args.signature_name, args.intra_op, args.inter_op)
     except ImportError:
         path = PlainPath(args.model_base_path, args.signature_name)
+    paths = {"rest": path}
+    if isinstance(path, ServerPath):
+        paths["grpc"] = GrpcPath(path)
     gc.collect()
     gc.freeze()                          # TensorFlow's objects are never collected: stop scanning them
     print("UPPER_READY", flush=True)
@@ -140,8 +174,10 @@ def main() -> None:
         if item["body"] not in bodies:
             with open(item["body"], "rb") as f:
                 bodies[item["body"]] = f.read()
-        result = measure(path, bodies[item["body"]], item["group"], item["seconds"])
-        print("UPPER_JSON " + json.dumps({"path": path.name, **result}), flush=True)
+        # "transport": "grpc" measures a serialized PredictRequest (the body of a gRPC call) the gRPC way.
+        chosen = paths[item.get("transport", "rest")]
+        result = measure(chosen, bodies[item["body"]], item["group"], item["seconds"])
+        print("UPPER_JSON " + json.dumps({"path": chosen.name, **result}), flush=True)
 
 
 if __name__ == "__main__":
