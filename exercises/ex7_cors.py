@@ -16,7 +16,7 @@
 运行检查：
     python -m pytest -m exercise exercises/test_ex7_cors.py
 """
-import requests
+import requests  # noqa: F401 -- 完成 preflight 时要用到它
 
 
 def preflight(server_url, model_name, origin):
