@@ -129,17 +129,19 @@ def test_client_against_the_real_server_guesses_what_the_model_predicts(node, mn
 
 
 # ---------------------------------------------------------------- a proxy in the way
-# Node.js's fetch sends requests through http_proxy only with NODE_USE_ENV_PROXY=1 (Node.js 22.21 / 24.5 on);
-# the client then names the unreachable proxy and the no_proxy fix instead of saying the server is down.
+# Node.js's fetch ignores http_proxy unless NODE_USE_ENV_PROXY=1 and the Node.js release supports it; then the
+# client names the unreachable proxy and the no_proxy fix instead of saying the server is down.
 
-def node_version(node):
-    done = run_node(node, "--version")
-    return tuple(int(part) for part in done.stdout.strip().lstrip("v").split(".")[:2])
+def node_uses_env_proxy(node, proxy_port, target_port):
+    """Whether this node sends fetch() through http_proxy with NODE_USE_ENV_PROXY=1: the refused port says."""
+    import os
 
-
-def node_uses_env_proxy(node):
-    major, minor = node_version(node)
-    return (major, minor) >= (24, 5) or (major == 22 and minor >= 21)
+    script = (f"fetch('http://127.0.0.1:{target_port}/').catch(error => "
+              "console.log(error.cause && error.cause.port))")
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "no_proxy")}
+    env.update(http_proxy=f"http://127.0.0.1:{proxy_port}", NODE_USE_ENV_PROXY="1")
+    done = subprocess.run([node, "-e", script], cwd=SAVEDMODEL, env=env, capture_output=True, text=True, timeout=60)
+    return done.stdout.strip() == str(proxy_port)
 
 
 def test_unreachable_proxy_error_is_named_with_the_no_proxy_fix(node):
@@ -179,7 +181,7 @@ def test_client_with_an_unreachable_proxy_set(node):
                           cwd=SAVEDMODEL, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "at " not in done.stderr, done.stderr
-    if node_uses_env_proxy(node):
+    if node_uses_env_proxy(node, proxy_port, server_port):
         assert done.stderr.startswith(f"请求被发给了代理 http://127.0.0.1:{proxy_port}"), done.stderr
     else:  # this Node.js ignores http_proxy: the request went to the (closed) server port itself
         assert done.stderr.startswith("无法连接到 http://127.0.0.1:%d/" % server_port), done.stderr

@@ -44,7 +44,7 @@ function printImage (image) {
 }
 
 // 这个地址的请求会不会交给代理：设置了 http_proxy，且 no_proxy 没有列出这个主机时会。
-// （Node.js 的 fetch 只在 NODE_USE_ENV_PROXY=1 时使用这些环境变量，Node.js 22.21 / 24.5 起支持）
+// （Node.js 的 fetch 默认不用这些环境变量；较新的 Node.js 在设置了 NODE_USE_ENV_PROXY=1 时才用）
 function proxyFor (url, env = process.env) {
   const proxy = env.http_proxy || env.HTTP_PROXY
   if (!proxy) return null
