@@ -41,6 +41,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python docs/record_outputs.py`: the repository's packages
     sys.path.insert(0, str(ROOT))
 from tests.serverproc import ServerProcess, free_port  # noqa: E402
+
 DOCS = ROOT / "docs"
 OUTPUTS = DOCS / "_outputs"
 SAVEDMODEL = ROOT / "code" / "zh" / "savedmodel"

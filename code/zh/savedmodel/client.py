@@ -51,7 +51,8 @@ def main(argv=None):
     if json_response.status_code != 200 or "predictions" not in answer:
         # TensorFlow Serving 出错时返回 {"error": "..."}
         message = answer.get("error") if isinstance(answer, dict) else None
-        via_proxy = "（请求经过了代理 %s，访问本机的服务器请设置 no_proxy=localhost,127.0.0.1）" % proxy if proxy else ""
+        via_proxy = ("（请求经过了代理 %s，访问本机的服务器请设置 no_proxy=localhost,127.0.0.1）" % proxy
+                     if proxy else "")
         print("服务器返回错误（HTTP %d）：%s%s" % (json_response.status_code,
                                              message or json_response.text[:500], via_proxy), file=sys.stderr)
         return 1
