@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 
@@ -158,6 +159,18 @@ def _fails(cmd: list[str], cwd: pathlib.Path, timeout: float = 120) -> str:
 def server_lines(lines: list[str]) -> list[str]:
     """The server's own log lines: without TensorFlow's C++ start-up notes (oneDNN, CUDA) that vary by machine."""
     return [line for line in lines if not re.match(r"^([IWE]\d{4} |WARNING: All log messages)", line)]
+
+
+def settled_log(server: ServerProcess, quiet: float = 1.5, timeout: float = 20) -> list[str]:
+    """The server's log once no line has been added for `quiet` seconds (the HTTP server's own lines may
+    arrive after the model is AVAILABLE)."""
+    lines, since, deadline = server.log_lines(), time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = server.log_lines()
+        if now != lines:
+            lines, since = now, time.monotonic()
+    return lines
 
 
 def saved_model_save_error(work: pathlib.Path) -> str:
@@ -292,7 +305,7 @@ def record_troubleshooting(work: pathlib.Path, write, static: pathlib.Path | Non
         server.wait_available("MLP")
         at_port = lambda text: re.sub(rf"(?<=[:= ]){server.port}\b", str(READER_PORT), text)  # noqa: E731
         command = ["python", "-m", "server", *server.flags]
-        log = server_lines(server.log_lines())
+        log = server_lines(settled_log(server))
         write("startup_log.txt", at_port(reader("$ " + " ".join(command) + "\n" + "\n".join(log) + "\n")))
         # a second server on the same port
         second = _fails([py, "-m", "server", *server.flags], ROOT)
