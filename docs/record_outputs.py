@@ -16,7 +16,8 @@ What runs, in order (about a minute on two cores, offline):
   5. the troubleshooting section's outputs: a healthy start-up log (one model, CORS on), a second server on
      the same port, a relative --model_base_path, a version folder as --model_base_path, `saved_model_cli show`,
      and the error a Keras 3 model saved with tf.saved_model.save gives when run in a TF1 session (as TF
-     Serving runs it), and client.py with http_proxy pointing at a closed port;
+     Serving runs it) and this server's warning and response for that model, and client.py with http_proxy
+     pointing at a closed port;
   6. two pictures into docs/_static/: the ten test digits with the served predictions, and the browser page
      (code/zh/savedmodel/web/) in headless Chromium with a real MNIST test digit drawn on it (when chromium
      is installed).
@@ -202,6 +203,20 @@ with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as sess
     return "\n".join(lines) + "\n"
 
 
+def serve_saved_by_tf(work: pathlib.Path) -> str:
+    """This server with the model saved_model_save_error() wrote: its warning at load, then a request for 10
+    images (the signature's batch size was fixed at 50 by training)."""
+    base = work / "saved_by_tf"
+    with ServerProcess(["--model_name=MLP", f"--model_base_path={base}"], env=_env()) as server:
+        server.wait_available("MLP")
+        warnings = [line for line in server_lines(settled_log(server)) if " WARNING server.servable: " in line]
+        body = {"instances": [[[[0.0]] * 28] * 28] * 10}
+        status, text = _http("POST", server.url + "/v1/models/MLP:predict", body)
+    command = f"$ python -m server --rest_api_port=8501 --model_name=MLP --model_base_path={base}"
+    return "\n".join([command, *warnings, "...", curl_command("POST", "/v1/models/MLP:predict", body),
+                      f"# HTTP {status}", text.rstrip("\n")]) + "\n"
+
+
 def record_predictions_picture(server_url: str, path: pathlib.Path) -> None:
     """The first ten test digits, each with the digit the served model predicts and its true label."""
     import matplotlib
@@ -324,6 +339,7 @@ def record_troubleshooting(work: pathlib.Path, write, static: pathlib.Path | Non
     shown = _run([str(pathlib.Path(sys.executable).with_name("saved_model_cli")), *cli[1:]], ROOT)
     write("saved_model_cli.txt", reader("$ " + " ".join(cli) + "\n" + shown))
     write("error_could_not_find_variable.txt", saved_model_save_error(work))
+    write("saved_by_tf_server.txt", reader(serve_saved_by_tf(work)))
     write("client_proxy.txt", client_behind_closed_proxy())
 
 

@@ -163,6 +163,7 @@ COMPARE = {
     "status_half_plus_two.txt": "json",
     "startup_log.txt": "log",
     "error_could_not_find_variable.txt": "masked",
+    "saved_by_tf_server.txt": "masked",
 }
 
 
