@@ -2,7 +2,7 @@
 
   setup      create .venv (when missing) and install requirements.txt into it (again when that file changed)
   demo       setup, then scripts/demo.py: train and export, serve, query with the client, stop
-  test       setup, `npm ci` for the Node.js client (when npm is there and its packages are missing), pytest
+  test       setup, `npm ci` for the Node.js client (when npm is there and its packages are missing), ruff, pytest
   html       setup, then build the chapter into _build/html
   exercises  setup, then the exercise checks
 
@@ -38,7 +38,7 @@ def task_commands(task: str, python: pathlib.Path, extra: list[str]) -> list[lis
     if task == "demo":
         return [[py, str(ROOT / "scripts" / "demo.py"), *extra]]
     if task == "test":
-        return [[py, "-m", "pytest", *extra]]
+        return [[py, "-m", "ruff", "check", "."], [py, "-m", "pytest", *extra]]
     if task == "html":
         return [[py, "-m", "sphinx", "-W", "-n", "--keep-going", "-b", "html", "-c", ".", "docs", "_build/html",
                  *extra]]

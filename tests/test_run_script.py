@@ -25,14 +25,16 @@ def test_tasks_run_what_the_makefile_runs():
         "html": "$(PY) -m sphinx -W -n --keep-going -b html -c . docs _build/html",
         "exercises": "$(PY) -m pytest -m exercise exercises",
     }
+    assert "$(VENV)/bin/ruff check ." in makefile  # make test runs lint first; so does run.py test
+    assert run.task_commands("test", py, [])[0] == [str(py), "-m", "ruff", "check", "."]
     for task, make_line in expected.items():
         assert make_line in makefile, make_line
-        (command,) = run.task_commands(task, py, [])
+        command = run.task_commands(task, py, [])[-1]
         shown = " ".join(command).replace(str(py), "$(PY)").replace(str(ROOT / "scripts" / "demo.py"),
                                                                       "scripts/demo.py")
         assert shown == make_line
     assert run.task_commands("setup", py, []) == []
-    assert run.task_commands("test", py, ["tests/test_client.py", "-x"])[0][-2:] == ["tests/test_client.py", "-x"]
+    assert run.task_commands("test", py, ["tests/test_client.py", "-x"])[-1][-2:] == ["tests/test_client.py", "-x"]
 
 
 def test_help_lists_the_tasks():
