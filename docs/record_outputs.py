@@ -11,8 +11,9 @@ What runs, in order (about a minute on two cores, offline):
   3. one `python -m server --model_config_file=...` on a free loopback port, serving the two exported models
      (MLP with signature "call", MLP_sequential) and TF Serving's half_plus_two test model (two versions,
      labels stable/canary); the config file itself is recorded too;
-  4. against it: client.py, client.js (when node and node_modules are there) and the REST examples of
-     REST_EXAMPLES, each written as the curl command a reader would type, the HTTP status and the response;
+  4. against it (REST, and gRPC on a second free port): client.py, client_grpc.py, client.js (when node and
+     node_modules are there) and the REST examples of REST_EXAMPLES, each written as the curl command a
+     reader would type, the HTTP status and the response;
   5. the troubleshooting section's outputs: a healthy start-up log (one model, CORS on), a second server on
      the same port, a relative --model_base_path, a version folder as --model_base_path, `saved_model_cli show`,
      and the error a Keras 3 model saved with tf.saved_model.save gives when run in a TF1 session (as TF
@@ -297,10 +298,12 @@ def record(outdir: pathlib.Path, with_node: bool = True, static: pathlib.Path | 
         config = work / "models.config"
         config.write_text(MODEL_CONFIG % {"savedmodel": work, "testdata": FIXTURES})
         write("models.config", MODEL_CONFIG % {"savedmodel": READER_SAVEDMODEL, "testdata": READER_TESTDATA})
-        with ServerProcess([f"--model_config_file={config}"], env=_env()) as server:
+        grpc_port = free_port()
+        with ServerProcess([f"--model_config_file={config}", f"--port={grpc_port}"], env=_env()) as server:
             for name in ("MLP", "MLP_sequential", "half_plus_two"):
                 server.wait_available(name, every_version=True)
             write("client_py.txt", _run([py, "client.py", "--port", str(server.port)], SAVEDMODEL))
+            write("client_grpc.txt", _run([py, "client_grpc.py", "--port", str(grpc_port)], SAVEDMODEL))
             if with_node and node_ready() is None:
                 write("client_js.txt", _run(["node", "client.js", "--port", str(server.port)], SAVEDMODEL))
             record_rest(server, outdir)

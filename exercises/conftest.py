@@ -32,7 +32,7 @@ for path in (str(ROOT), str(SAVEDMODEL)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from tests.serverproc import ServerProcess  # noqa: E402  (needs ROOT on sys.path)
+from tests.serverproc import ServerProcess, free_port  # noqa: E402  (needs ROOT on sys.path)
 
 NUM_IMAGES = 8  # test images the checks send
 
@@ -125,8 +125,11 @@ def server(mnist, tmp_path_factory):
     config.write_text("model_config_list {\n" + "".join(
         f'  config {{ name: {json.dumps(name)} base_path: {json.dumps(str(base))} model_platform: "tensorflow" }}\n'
         for name, base in bases.items()) + "}\n")
+    grpc_port = free_port()
     with ServerProcess([f"--model_config_file={config}", "--file_system_poll_wait_seconds=1",
-                        "--rest_api_enable_cors_support=true"]) as process:
+                        "--rest_api_enable_cors_support=true", f"--port={grpc_port}"]) as process:
         for name in bases:
             process.wait_available(name)
-        yield SharedServer(process, bases)
+        shared = SharedServer(process, bases)
+        shared.grpc_port = grpc_port
+        yield shared

@@ -157,6 +157,7 @@ COMPARE = {
     "train_and_export.txt": "training",
     "keras_sequential.txt": "training",
     "client_py.txt": "client_py",
+    "client_grpc.txt": "client_py",
     "client_js.txt": "client_js",
     "predict_sequential.txt": "probs",
     "metadata_mlp.txt": "json",
