@@ -10,7 +10,7 @@ RAY_STAMP := $(VENV)/.installed-requirements-ray
 NODE_DIR := code/zh/savedmodel
 NODE_STAMP := $(NODE_DIR)/node_modules/.package-lock.json
 
-.PHONY: setup ray-deps node-deps wrk demo lint test test-ray record-ray html bench exercises fuzz soak clean
+.PHONY: setup ray-deps node-deps wrk chromium demo lint test test-ray record-ray html bench exercises fuzz soak clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,13 @@ wrk:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }); \
 	  else echo "wrk not found and cannot be installed without root: apt-get install wrk (the bench test will skip)"; fi; }
+
+# The browser page's test (tests/test_web.py): Debian's chromium and a font with Chinese characters.
+chromium:
+	@command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q . || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei; }); \
+	  else echo "chromium not found and cannot be installed without root: apt-get install chromium fonts-wqy-microhei (the browser page's test will skip)"; fi; }
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,7 +57,7 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: lint setup ray-deps node-deps wrk
+test: lint setup ray-deps node-deps wrk chromium
 	$(PY) -m pytest
 
 # The long form of tests/test_ray_serve.py: a node killed under load, replaced, autoscaling (~2-3 min).

@@ -7,7 +7,8 @@ EXERCISE_DIR=exercises/solutions for the reference solutions.
 Everything expensive is done once per session and only when a check needs it: the MNIST MLP is trained
 for two short epochs (version 1 after the first, version 2 after the second) and one server process
 serves four models from a config file: MLP (version 1), MLP_hot and MLP_two (seeded with version 1, for
-the checks that publish a new version while it runs) and TF Serving's half_plus_two test model.
+the checks that publish a new version while it runs) and TF Serving's half_plus_two test model, with CORS on
+(the browser exercise sends a preflight request).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ for path in (str(ROOT), str(SAVEDMODEL)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from tests.serverproc import ServerProcess  # noqa: E402  (needs ROOT on sys.path)
+from tests.serverproc import ServerProcess, free_port  # noqa: E402  (needs ROOT on sys.path)
 
 NUM_IMAGES = 8  # test images the checks send
 
@@ -124,7 +125,11 @@ def server(mnist, tmp_path_factory):
     config.write_text("model_config_list {\n" + "".join(
         f'  config {{ name: {json.dumps(name)} base_path: {json.dumps(str(base))} model_platform: "tensorflow" }}\n'
         for name, base in bases.items()) + "}\n")
-    with ServerProcess([f"--model_config_file={config}", "--file_system_poll_wait_seconds=1"]) as process:
+    grpc_port = free_port()
+    with ServerProcess([f"--model_config_file={config}", "--file_system_poll_wait_seconds=1",
+                        "--rest_api_enable_cors_support=true", f"--port={grpc_port}"]) as process:
         for name in bases:
             process.wait_available(name)
-        yield SharedServer(process, bases)
+        shared = SharedServer(process, bases)
+        shared.grpc_port = grpc_port
+        yield shared

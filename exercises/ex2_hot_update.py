@@ -10,9 +10,9 @@
     python -m pytest -m exercise exercises/test_ex2_hot_update.py
 """
 import json
-import os
-import shutil
-import time
+import os  # noqa: F401 -- 完成 TODO 时可能用到
+import shutil  # noqa: F401 -- 完成 TODO 时可能用到
+import time  # noqa: F401 -- 完成 TODO 时可能用到
 
 import numpy as np
 import requests

@@ -42,6 +42,14 @@ def model_state(port: int, name: str) -> str | None:
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is not None:
         return
+    if os.name == "nt":  # Windows: no process groups to signal; Ctrl-Break reaches the server's group
+        try:
+            proc.send_signal(signal.CTRL_BREAK_EVENT)
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True)
+            proc.wait()
+        return
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
@@ -70,7 +78,9 @@ def main() -> int:
     cmd = [py, "-m", "server", f"--rest_api_port={args.port}", "--model_name=MLP",
            f"--model_base_path={BASE_PATH}"]
     print("[demo] step 2: " + " ".join(["python"] + cmd[1:]), flush=True)
-    server = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    group = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt"
+             else {"start_new_session": True})
+    server = subprocess.Popen(cmd, cwd=ROOT, **group)
     try:
         print("[demo] step 3: waiting for the model to be AVAILABLE", flush=True)
         deadline = time.monotonic() + args.timeout

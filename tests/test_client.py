@@ -28,6 +28,17 @@ client = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(client)
 
 
+PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                   "no_proxy", "NO_PROXY")
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_settings(monkeypatch):
+    """Each test starts without the machine's proxy settings; the proxy tests set their own."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="module")
 def loader():
     return MNISTLoader()
@@ -153,7 +164,7 @@ def test_slow_server_times_out_with_one_sentence(capsys):
         code = client.main(["--host", "127.0.0.1", "--port", str(fake.port), "--timeout", "0.3"])
     assert code == 1
     err = capsys.readouterr().err
-    assert err.startswith("服务器在 0.3 秒内没有回答") and err.count("\n") == 1
+    assert err.startswith("服务器在 0.3 秒内没有响应") and err.count("\n") == 1
 
 
 def test_script_runs_from_another_folder_without_traceback(tmp_path):
@@ -165,3 +176,56 @@ def test_script_runs_from_another_folder_without_traceback(tmp_path):
     assert result.returncode == 1
     assert result.stderr == "无法连接到 http://127.0.0.1:%d/v1/models/MLP:predict，请先启动服务器。\n" % port
     assert result.stdout.startswith("数据来源")
+
+
+# ---------------------------------------------------------------- a proxy in the way
+# With http_proxy set, requests sends even a request for 127.0.0.1 to the proxy (unless no_proxy names the
+# host); a proxy that cannot be reached raises ProxyError, a subclass of ConnectionError.
+
+
+def test_unreachable_proxy_is_named_with_the_no_proxy_fix(monkeypatch, capsys, test_labels):
+    proxy_port = free_port()  # nothing listens there
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:%d" % proxy_port)
+    with FakeServing(one_hot_for(test_labels[:10])) as fake:  # the server runs, the proxy is in the way
+        code = client.main(["--host", "127.0.0.1", "--port", str(fake.port)])
+        assert fake.requests == []
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("请求被发给了代理 http://127.0.0.1:%d（环境变量 http_proxy），没能到达 "
+                          "http://127.0.0.1:%d/v1/models/MLP:predict" % (proxy_port, fake.port))
+    assert "no_proxy=localhost,127.0.0.1" in err
+    assert "请先启动服务器" not in err
+
+    # the fix the sentence gives works: the same request, with no_proxy, reaches the server
+    monkeypatch.setenv("no_proxy", "localhost,127.0.0.1")
+    with FakeServing(one_hot_for(test_labels[:10])) as fake:
+        assert client.main(["--host", "127.0.0.1", "--port", str(fake.port)]) == 0
+        assert len(fake.requests) == 1
+
+
+def test_unreachable_proxy_from_a_fresh_process(tmp_path):
+    proxy_port, server_port = free_port(), free_port()
+    env = dict(os.environ, MNIST_OFFLINE="1", HTTP_PROXY="http://127.0.0.1:%d" % proxy_port)
+    for name in PROXY_VARIABLES:
+        if name != "HTTP_PROXY":
+            env.pop(name, None)
+    result = subprocess.run([sys.executable, str(SAVEDMODEL / "client.py"), "--host", "127.0.0.1",
+                             "--port", str(server_port)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.startswith("请求被发给了代理 http://127.0.0.1:%d" % proxy_port), result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_error_answer_through_a_proxy_says_so(monkeypatch, capsys):
+    # a proxy that answers itself (here: the stand-in plays the proxy and refuses the request)
+    with FakeServing(lambda path, body: (403, b"Forbidden by proxy", "text/plain")) as proxy:
+        monkeypatch.setenv("http_proxy", "http://127.0.0.1:%d" % proxy.port)
+        code = client.main(["--host", "127.0.0.1", "--port", str(free_port())])
+        (path, _, _), = proxy.requests
+    assert code == 1
+    assert path.startswith("http://127.0.0.1:")  # a proxy gets the absolute URL
+    err = capsys.readouterr().err
+    assert err == ("服务器返回错误（HTTP 403）：Forbidden by proxy（请求经过了代理 http://127.0.0.1:%d，"
+                   "访问本机的服务器请设置 no_proxy=localhost,127.0.0.1）\n" % proxy.port)

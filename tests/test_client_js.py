@@ -126,3 +126,62 @@ def test_client_against_the_real_server_guesses_what_the_model_predicts(node, mn
     digit, probability = GUESS.match(lines[28]).groups()
     assert int(digit) == int(np.argmax(expected))
     assert float(probability) == pytest.approx(float(np.max(expected)), abs=1e-5)
+
+
+# ---------------------------------------------------------------- a proxy in the way
+# Node.js's fetch ignores http_proxy unless NODE_USE_ENV_PROXY=1 and the Node.js release supports it; then the
+# client names the unreachable proxy and the no_proxy fix instead of saying the server is down.
+
+def node_uses_env_proxy(node, proxy_port, target_port):
+    """Whether this node sends fetch() through http_proxy with NODE_USE_ENV_PROXY=1: the refused port says."""
+    import os
+
+    script = (f"fetch('http://127.0.0.1:{target_port}/').catch(error => "
+              "console.log(error.cause && error.cause.port))")
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "no_proxy")}
+    env.update(http_proxy=f"http://127.0.0.1:{proxy_port}", NODE_USE_ENV_PROXY="1")
+    done = subprocess.run([node, "-e", script], cwd=SAVEDMODEL, env=env, capture_output=True, text=True, timeout=60)
+    return done.stdout.strip() == str(proxy_port)
+
+
+def test_unreachable_proxy_error_is_named_with_the_no_proxy_fix(node):
+    from .serverproc import free_port
+
+    proxy_port, server_port = free_port(), free_port()
+    # the error fetch raises when the proxy's port is closed, then the sentence the client makes of it
+    script = (
+        "const {connectionErrorMessage, proxyFor} = require('./client.js');"
+        f"const env = {{http_proxy: 'http://127.0.0.1:{proxy_port}'}};"
+        f"const url = 'http://localhost:{server_port}/v1/models/MLP:predict';"
+        f"fetch('http://127.0.0.1:{proxy_port}/').catch(error => {{"
+        "  console.log(connectionErrorMessage(error, url, env));"
+        "  console.log(connectionErrorMessage(error, url, {...env, no_proxy: 'localhost,127.0.0.1'}));"
+        "  console.log(proxyFor(url, {...env, NO_PROXY: '127.0.0.1, localhost'}));"
+        "})")
+    done = run_node(node, "-e", script)
+    assert done.returncode == 0, done.stderr
+    proxied, direct, excluded = done.stdout.splitlines()
+    assert proxied == (f"请求被发给了代理 http://127.0.0.1:{proxy_port}（环境变量 http_proxy），没能到达 "
+                       f"http://localhost:{server_port}/v1/models/MLP:predict：访问本机的服务器不需要代理，"
+                       "请设置 no_proxy=localhost,127.0.0.1 后再试。")
+    assert direct == f"无法连接到 http://localhost:{server_port}/v1/models/MLP:predict，请先启动服务器。"
+    assert excluded == "null"
+
+
+def test_client_with_an_unreachable_proxy_set(node):
+    """The whole script: http_proxy at a closed port, the server's port closed too."""
+    import os
+
+    from .serverproc import free_port
+
+    proxy_port, server_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "no_proxy")}
+    env.update(http_proxy=f"http://127.0.0.1:{proxy_port}", NODE_USE_ENV_PROXY="1")
+    done = subprocess.run([node, "client.js", "--host", "127.0.0.1", "--port", str(server_port)],
+                          cwd=SAVEDMODEL, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "at " not in done.stderr, done.stderr
+    if node_uses_env_proxy(node, proxy_port, server_port):
+        assert done.stderr.startswith(f"请求被发给了代理 http://127.0.0.1:{proxy_port}"), done.stderr
+    else:  # this Node.js ignores http_proxy: the request went to the (closed) server port itself
+        assert done.stderr.startswith("无法连接到 http://127.0.0.1:%d/" % server_port), done.stderr

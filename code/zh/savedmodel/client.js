@@ -43,6 +43,32 @@ function printImage (image) {
   }
 }
 
+// 这个地址的请求会不会交给代理：设置了 http_proxy，且 no_proxy 没有列出这个主机时会。
+// （Node.js 的 fetch 默认不用这些环境变量；较新的 Node.js 在设置了 NODE_USE_ENV_PROXY=1 时才用）
+function proxyFor (url, env = process.env) {
+  const proxy = env.http_proxy || env.HTTP_PROXY
+  if (!proxy) return null
+  const host = new URL(url).hostname
+  const skip = (env.no_proxy || env.NO_PROXY || '').split(',').map(name => name.trim()).filter(Boolean)
+  if (skip.some(name => name === '*' || host === name || host.endsWith('.' + name.replace(/^\./, '')))) return null
+  return proxy
+}
+
+// 连接失败时的一句话：连不上的是代理还是服务器？
+function connectionErrorMessage (error, url, env = process.env) {
+  const proxy = proxyFor(url, env)
+  const cause = error.cause || {}
+  if (proxy) {
+    const p = new URL(proxy)
+    const proxyPort = Number(p.port || 80)
+    if (cause.port === proxyPort && [p.hostname, '127.0.0.1', '::1'].includes(cause.address)) {
+      return `请求被发给了代理 ${proxy}（环境变量 http_proxy），没能到达 ${url}：` +
+        '访问本机的服务器不需要代理，请设置 no_proxy=localhost,127.0.0.1 后再试。'
+    }
+  }
+  return `无法连接到 ${url}，请先启动服务器。`
+}
+
 // 发送 predict 请求。模型的输入形状是 [None, 28, 28, 1]，所以每个像素再包一层 [ ]
 async function predict (image, { host, port, model }) {
   const url = `http://${host}:${port}/v1/models/${model}:predict`
@@ -58,11 +84,11 @@ async function predict (image, { host, port, model }) {
       body: JSON.stringify(body)
     })
   } catch (error) {
-    throw new Error(`无法连接到 ${url}，请先启动服务器。`)
+    throw new Error(connectionErrorMessage(error, url))
   }
   const answer = await response.json().catch(() => ({}))
-  if (!response.ok || !answer.predictions) { // 出错时服务器回答 {"error": "..."}
-    throw new Error(`服务器返回错误（HTTP ${response.status}）：${answer.error || '回答不是预期的 JSON'}`)
+  if (!response.ok || !answer.predictions) { // 出错时服务器返回 {"error": "..."}
+    throw new Error(`服务器返回错误（HTTP ${response.status}）：${answer.error || '响应不是预期的 JSON'}`)
   }
   return answer.predictions[0] // 第一张（也是唯一一张）图像的 10 个概率
 }
@@ -103,4 +129,4 @@ if (require.main === module) { // 直接运行时执行 main；被 require 时�
   })
 }
 
-module.exports = { loadGreyImage, predict }
+module.exports = { loadGreyImage, predict, proxyFor, connectionErrorMessage }

@@ -20,7 +20,7 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=8501)
     parser.add_argument("--model_name", default="MLP")
     parser.add_argument("--signature_name", default="call")
-    parser.add_argument("--timeout", type=float, default=30, help="等待服务器回答的最长秒数")
+    parser.add_argument("--timeout", type=float, default=30, help="等待服务器响应的最长秒数")
     args = parser.parse_args(argv)
     url = "http://%s:%d/v1/models/%s:predict" % (args.host, args.port, args.model_name)
 
@@ -30,23 +30,31 @@ def main(argv=None):
         "instances": data_loader.test_data[0:10].tolist()
     })
     headers = {"content-type": "application/json"}
+    # 设置了 http_proxy 时，requests 会把请求交给代理（no_proxy 中列出的地址除外）
+    proxy = requests.utils.get_environ_proxies(url).get("http")
     try:
         json_response = requests.post(url, data=data, headers=headers, timeout=args.timeout)
+    except requests.exceptions.ProxyError:  # 它是 ConnectionError 的子类，所以要先捕获
+        print("请求被发给了代理 %s（环境变量 http_proxy），没能到达 %s：访问本机的服务器不需要代理，"
+              "请设置 no_proxy=localhost,127.0.0.1 后再试。" % (proxy, url), file=sys.stderr)
+        return 1
     except requests.exceptions.ConnectionError:
         print("无法连接到 %s，请先启动服务器。" % url, file=sys.stderr)
         return 1
     except requests.exceptions.Timeout:
-        print("服务器在 %g 秒内没有回答：%s" % (args.timeout, url), file=sys.stderr)
+        print("服务器在 %g 秒内没有响应：%s" % (args.timeout, url), file=sys.stderr)
         return 1
     try:
         answer = json_response.json()
-    except ValueError:  # 回答不是 JSON（例如地址指向了别的服务）
+    except ValueError:  # 响应不是 JSON（例如地址指向了别的服务）
         answer = {}
     if json_response.status_code != 200 or "predictions" not in answer:
-        # TensorFlow Serving 出错时回答 {"error": "..."}
+        # TensorFlow Serving 出错时返回 {"error": "..."}
         message = answer.get("error") if isinstance(answer, dict) else None
-        print("服务器返回错误（HTTP %d）：%s" % (json_response.status_code, message or json_response.text[:500]),
-              file=sys.stderr)
+        via_proxy = ("（请求经过了代理 %s，访问本机的服务器请设置 no_proxy=localhost,127.0.0.1）" % proxy
+                     if proxy else "")
+        print("服务器返回错误（HTTP %d）：%s%s" % (json_response.status_code,
+                                             message or json_response.text[:500], via_proxy), file=sys.stderr)
         return 1
     predictions = np.array(answer['predictions'])
     print(np.argmax(predictions, axis=-1))
