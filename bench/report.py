@@ -148,7 +148,8 @@ def markdown(results, scenarios, *, model_desc, seconds, elapsed, wrk, quick, fa
     t = targets(results)
     if t:
         lines += ["", "## Targets", "", "| target | system | measured | |", "|---|---|---|---|"]
-        lines += [f"| {name} | {system} | {measured} | {'pass' if ok else 'FAIL'} |" for name, system, measured, ok in t]
+        lines += [f"| {name} | {system} | {measured} | {'pass' if ok else 'FAIL'} |"
+                  for name, system, measured, ok in t]
     for system, reason in (failures or {}).items():
         last = reason.strip().splitlines()[-1] if reason.strip() else "unknown error"
         lines += ["", f"**{system} was not measured**: {reason.strip().splitlines()[0]} … {last}"]

@@ -66,7 +66,8 @@ SYSTEMS = ("naive", "kserve", "bentoml", "server", "server x2", "server+batching
 # Which model each system serves (the peers and the naive demo: the MLP only, to keep `make bench` near
 # a quarter of an hour; `--models cnn --systems kserve,...` is not refused, it just measures nothing).
 MODELS_OF = {"naive": ("mlp",), "kserve": ("mlp",), "bentoml": ("mlp",), "server x2+batching": ("mlp",),
-             "server+batching": ("cnn",), "server": ("mlp", "cnn"), "server x2": ("mlp", "cnn"), "upper": ("mlp", "cnn")}
+             "server+batching": ("cnn",), "server": ("mlp", "cnn"), "server x2": ("mlp", "cnn"),
+             "upper": ("mlp", "cnn")}
 
 
 # -- request bodies ------------------------------------------------------------------------------
