@@ -60,7 +60,7 @@ SCENARIOS = [
     Scenario("100 images columnar, 8 conns", "columnar100", 100, 8),
 ] + [Scenario(f"CNN: 1 image, {n} conn{'s' if n > 1 else ''}", "single", 1, n, model="cnn") for n in (1, 8, 32, 128)]
 # Quick (smoke test): small windows, so the 100-image request goes one at a time to finish several.
-QUICK_SCENARIOS = [SCENARIOS[1], Scenario("100 images, 1 conn", "batch100", 100, 1), SCENARIOS[-2]]
+QUICK_SCENARIOS = [SCENARIOS[1], Scenario("100 images, 1 conn", "batch100", 100, 1), SCENARIOS[-3]]
 
 SYSTEMS = ("naive", "kserve", "bentoml", "server", "server x2", "server+batching", "server x2+batching", "upper")
 # Which model each system serves (the peers and the naive demo: the MLP only, to keep `make bench` near

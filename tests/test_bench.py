@@ -54,13 +54,13 @@ def test_quick_bench_end_to_end(tmp_path, wrk, mlp_run):
     assert {(r[0], r[1]) for r in rows} == {
         *((s, sc) for s in ("server x2+batching", "upper bound", "upper bound, batched")
           for sc in ("1 image, 8 conns", "100 images, 1 conn")),
-        *((s, "CNN: 1 image, 32 conns") for s in ("server+batching", "upper bound", "upper bound, batched"))}, md
+        *((s, "CNN: 1 image, 8 conns") for s in ("server+batching", "upper bound", "upper bound, batched"))}, md
     for system, scenario, rps in rows:
         assert rps > 0, (system, scenario, md)
     # CPU seconds per 1,000 requests, peak memory: measured for the servers (a number, not a dash).
     numbers = r"[\d,.]+ \| [\d,]+ \| [\d.]+ \| [\d.]+ \| 0 \| \d+\.\d\d \| [\d,]+ \|"
     assert re.search(r"\| server x2\+batching \| 1 image, 8 conns \| 8 \| " + numbers, md), md
-    assert re.search(r"\| server\+batching \| CNN: 1 image, 32 conns \| 32 \| " + numbers, md), md
+    assert re.search(r"\| server\+batching \| CNN: 1 image, 8 conns \| 8 \| " + numbers, md), md
     # The CSV (the chapter's table) holds the same rows, names with commas quoted, and the costs.
     with open(tmp_path / "results.csv", newline="", encoding="utf-8") as f:
         table = {(row["system"], row["scenario"]): row for row in csv.DictReader(f)}
@@ -82,12 +82,12 @@ def test_quick_bench_end_to_end(tmp_path, wrk, mlp_run):
     raw = json.loads((tmp_path / "results.json").read_text())
     assert raw["meta"]["rounds"] == 2 and "2 windows of 2 s per scenario" in md, md
     for r in raw["results"]:
-        assert len(r["extra"]["rounds_rps"]) >= 2, r
+        # (a window lengthened for slow answers, as a cold CNN's warm-up can make it, is measured once)
+        assert len(r["extra"]["rounds_rps"]) >= 2 or r["seconds"] > 5, r
         shown = next(rps for system, scenario, rps in rows if (system, scenario) == (r["system"], r["scenario"]))
         assert shown == pytest.approx(min(r["extra"]["rounds_rps"]), abs=0.2 + 0.01 * shown), r
-    # The batching servers are compared with the bound that merges requests (8 connections: 8 per call;
-    # the CNN's 32 connections: 32, its max_batch_size).
-    assert "1 image, 8 conns → 8" in md and "CNN: 1 image, 32 conns → 32" in md, md
+    # The batching servers are compared with the bound that merges requests (8 connections: 8 per call).
+    assert "1 image, 8 conns → 8" in md and "CNN: 1 image, 8 conns → 8" in md, md
     assert "| server x2+batching | 1 image, 8 conns |" in md.split("## Ratios")[1], md
 
 
