@@ -10,7 +10,7 @@ RAY_STAMP := $(VENV)/.installed-requirements-ray
 NODE_DIR := code/zh/savedmodel
 NODE_STAMP := $(NODE_DIR)/node_modules/.package-lock.json
 
-.PHONY: setup ray-deps node-deps wrk chromium demo lint test test-ray record-ray html bench exercises fuzz soak clean
+.PHONY: setup ray-deps node-deps wrk peers demo lint test test-ray record-ray html bench exercises fuzz soak clean
 
 setup: $(STAMP)
 
@@ -72,7 +72,25 @@ html: setup
 	$(PY) -m sphinx -W -n --keep-going -b html -c . docs _build/html
 	@echo "open _build/html/index.html"
 
-bench: setup wrk
+# The servers `make bench` compares with (bench/peers.py), each in its own virtualenv under .venv-peers/:
+# the project's packages through a .pth file (the same TensorFlow), plus the peer's own, pinned in
+# bench/requirements-NAME.txt. Never part of requirements.txt; `make test` does not need them.
+PEER_ENVS := .venv-peers
+PEERS := kserve bentoml
+
+peers: $(PEERS:%=$(PEER_ENVS)/%/.installed-requirements)
+
+$(PEER_ENVS)/%/.installed-requirements: bench/requirements-%.txt $(STAMP)
+	rm -rf $(PEER_ENVS)/$*
+	$(PY) -m venv $(PEER_ENVS)/$*
+	$(PY) -c "import os, sysconfig; print(os.path.realpath(sysconfig.get_paths()['purelib']))" \
+	  > "$$($(PEER_ENVS)/$*/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/project-venv.pth"
+	$(PEER_ENVS)/$*/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r bench/requirements-$*.txt
+	$(PEER_ENVS)/$*/bin/python -c "import tensorflow, $*"
+	@touch $@
+
+# About a quarter of an hour on 2 cores (bench/results/results.md says how long it took).
+bench: setup wrk peers
 	$(PY) -m bench
 
 # Long fuzzing of the REST API (>= 10,000 requests from docs/openapi.yaml, then the hypothesis properties).

@@ -1,9 +1,15 @@
-"""The model the benchmark serves: the chapter's exported MNIST MLP, or a stand-in of its shape.
+"""The models the benchmark serves: the chapter's exported MNIST MLP (or a stand-in of its shape),
+and a small convolutional network, the kind of model where batching pays.
 
 `code/zh/savedmodel/saved_with_signature/<version>` is what `train_and_export.py` writes (signature
 "call", float32 [None,28,28,1] -> [None,10]). When it is absent (a fresh clone before `make demo`,
 or the smoke test), `export_standin()` writes an MLP with the same layers and random weights:
 speed does not depend on what the weights learned, and nothing is downloaded or trained.
+
+`export_cnn()` writes a ResNet-style network with the same signature (so the same request bodies
+serve both models): a 3x3 stem, three stages of one residual block each (16, 32, 64 channels at
+28x28, 14x14, 7x7), global average pooling and a dense layer, random weights; about 9.3 million
+multiply-adds per image against the MLP's 80 thousand.
 """
 from __future__ import annotations
 
@@ -44,8 +50,64 @@ def export_standin(base_path: pathlib.Path, version: int = 1) -> pathlib.Path:
     return pathlib.Path(base_path)
 
 
+CNN_STAGES = (16, 32, 64)
+
+
+def export_cnn(base_path: pathlib.Path, version: int = 1) -> pathlib.Path:
+    """stem conv 3x3 -> 3 residual stages (conv-relu-conv + shortcut, stride 2 from the second) ->
+    global average pool -> Dense(10) -> softmax, exported with signature "call"."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    g = tf.random.Generator.from_seed(1)
+
+    def conv_weights(name, k, c_in, c_out):
+        std = (2.0 / (k * k * c_in)) ** 0.5             # He initialisation: activations stay in range
+        return (tf.Variable(g.normal([k, k, c_in, c_out], stddev=std), name=f"{name}/kernel"),
+                tf.Variable(tf.zeros([c_out]), name=f"{name}/bias"))
+
+    class CNN(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = conv_weights("stem", 3, 1, CNN_STAGES[0])
+            self.blocks = []
+            c_in = CNN_STAGES[0]
+            for i, c in enumerate(CNN_STAGES):
+                stride = 1 if i == 0 else 2
+                block = {"stride": stride, "a": conv_weights(f"block{i}/a", 3, c_in, c),
+                         "b": conv_weights(f"block{i}/b", 3, c, c)}
+                if stride != 1 or c_in != c:
+                    block["proj"] = conv_weights(f"block{i}/proj", 1, c_in, c)
+                self.blocks.append(block)
+                c_in = c
+            self.w = tf.Variable(g.normal([c_in, 10], stddev=(1.0 / c_in) ** 0.5), name="dense/kernel")
+            self.b = tf.Variable(tf.zeros([10]), name="dense/bias")
+
+        @staticmethod
+        def conv(x, wb, stride=1):
+            return tf.nn.bias_add(tf.nn.conv2d(x, wb[0], stride, "SAME"), wb[1])
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32, name="inputs")])
+        def call(self, inputs):
+            x = tf.nn.relu(self.conv(inputs, self.stem))
+            for block in self.blocks:
+                y = tf.nn.relu(self.conv(x, block["a"], block["stride"]))
+                y = self.conv(y, block["b"])
+                shortcut = self.conv(x, block["proj"], block["stride"]) if "proj" in block else x
+                x = tf.nn.relu(y + shortcut)
+            x = tf.reduce_mean(x, axis=[1, 2])
+            return tf.nn.softmax(x @ self.w + self.b)
+
+    m = CNN()
+    path = pathlib.Path(base_path) / str(version)
+    tf.saved_model.save(m, str(path), signatures={"call": m.call})
+    return pathlib.Path(base_path)
+
+
+EXPORTS = {"mlp": export_standin, "cnn": export_cnn}
+
 if __name__ == "__main__":
-    # python -m bench.model DIR: export the stand-in into DIR (run in a subprocess by bench/run.py,
-    # so that TensorFlow never loads in the harness).
+    # python -m bench.model DIR [mlp|cnn]: export the stand-in MLP (default) or the CNN into DIR (run
+    # in a subprocess by bench/run.py, so that TensorFlow never loads in the harness).
     import sys
-    export_standin(pathlib.Path(sys.argv[1]))
+    EXPORTS[sys.argv[2] if len(sys.argv) > 2 else "mlp"](pathlib.Path(sys.argv[1]))

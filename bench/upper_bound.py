@@ -137,7 +137,7 @@ def measure(path, body: bytes, group: int, seconds: float) -> dict:
 
     for _ in range(3):
         one_round()                      # warm-up (first calls trace/allocate)
-    n_rounds, t0 = 0, time.perf_counter()
+    n_rounds, t0, cpu0 = 0, time.perf_counter(), time.process_time()
     deadline = t0 + seconds
     while True:
         one_round()
@@ -146,7 +146,8 @@ def measure(path, body: bytes, group: int, seconds: float) -> dict:
         if now >= deadline:
             break
     elapsed = now - t0
-    return {"requests_per_s": n_rounds * group / elapsed, "seconds": elapsed, "requests": n_rounds * group}
+    return {"requests_per_s": n_rounds * group / elapsed, "seconds": elapsed, "requests": n_rounds * group,
+            "cpu_s": time.process_time() - cpu0}
 
 
 def main() -> None:
