@@ -10,7 +10,7 @@ RAY_STAMP := $(VENV)/.installed-requirements-ray
 NODE_DIR := code/zh/savedmodel
 NODE_STAMP := $(NODE_DIR)/node_modules/.package-lock.json
 
-.PHONY: setup ray-deps node-deps wrk peers demo lint test test-ray record-ray html bench exercises fuzz soak clean
+.PHONY: setup ray-deps node-deps wrk h2load peers demo lint test test-ray record-ray html bench exercises fuzz soak clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,13 @@ wrk:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }); \
 	  else echo "wrk not found and cannot be installed without root: apt-get install wrk (the bench test will skip)"; fi; }
+
+# The gRPC load generator for `make bench` and its smoke test: h2load, from Debian's nghttp2-client.
+h2load:
+	@command -v h2load >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -qq nghttp2-client >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nghttp2-client; }); \
+	  else echo "h2load not found and cannot be installed without root: apt-get install nghttp2-client (the gRPC bench test will skip)"; fi; }
 
 # The browser page's test (tests/test_web.py): Debian's chromium and a font with Chinese characters.
 chromium:
@@ -57,7 +64,7 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: lint setup ray-deps node-deps wrk chromium
+test: lint setup ray-deps node-deps wrk h2load chromium
 	$(PY) -m pytest
 
 # The long form of tests/test_ray_serve.py: a node killed under load, replaced, autoscaling (~2-3 min).
@@ -90,8 +97,9 @@ $(PEER_ENVS)/%/.installed-requirements: bench/requirements-%.txt $(STAMP)
 	@touch $@
 
 # About a quarter of an hour on 2 cores (bench/results/results.md says how long it took).
-bench: setup wrk peers
+bench: setup wrk h2load peers
 	$(PY) -m bench
+	$(PY) -m bench.grpc_run
 
 # Long fuzzing of the REST API (>= 10,000 requests from docs/openapi.yaml, then the hypothesis properties).
 fuzz: setup

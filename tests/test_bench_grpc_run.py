@@ -1,0 +1,50 @@
+"""bench/grpc_run.py end to end, quick: one server on both ports, REST and gRPC answers compared before
+the load, one short window of each transport and its bound per scenario. Speed is `make bench`'s business."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from bench import grpc_run
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tools():
+    missing = [t for t in ("wrk", "h2load") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (make test installs them as root): the gRPC bench cannot run")
+
+
+def test_quick_grpc_bench(tmp_path, tools, mlp_run):
+    done = subprocess.run([sys.executable, "-m", "bench.grpc_run", "--quick", "--no-install", "--out", str(tmp_path),
+                           "--model_base_path", str(mlp_run.base)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "grpc.json").read_text())
+    assert [row["scenario"] for row in results["rows"]] == [name for name, _, _ in grpc_run.SCENARIOS]
+    for row in results["rows"]:
+        assert row["errors"] == 0, row
+        for transport in ("rest", "grpc"):
+            window = row[transport]
+            assert window["rps"] > 0 and window["bound_rps"] > 0 and window["p99_ms"] >= window["p50_ms"] > 0
+    table = (tmp_path / "grpc.md").read_text()
+    assert "| 100 images, 8 conns |" in table and table in done.stdout
+
+
+def test_median_window_and_failed_call_count():
+    windows = [{"rps": 3.0}, {"rps": 1.0}, {"rps": 2.0}, {"rps": 5.0}]
+    assert grpc_run.median_of(windows, "rps") == {"rps": 2.0}
+    assert grpc_run.median_of(windows[:3], "rps") == {"rps": 2.0}
+    page = "\n".join([
+        "# TYPE :tensorflow:serving:request_count counter",
+        ':tensorflow:serving:request_count{model_name="MLP",status="OK"} 120.0',
+        ':tensorflow:serving:request_count{model_name="MLP",status="NOT_FOUND"} 3.0',
+        ':tensorflow:serving:request_count{model_name="MLP",status="INVALID_ARGUMENT"} 2.0',
+        ':tensorflow:serving:request_latency_count{model_name="MLP",API="Predict",entrypoint="GRPC"} 9.0'])
+    assert grpc_run.count_not_ok(page) == 5.0
