@@ -48,3 +48,11 @@ def test_median_window_and_failed_call_count():
         ':tensorflow:serving:request_count{model_name="MLP",status="INVALID_ARGUMENT"} 2.0',
         ':tensorflow:serving:request_latency_count{model_name="MLP",API="Predict",entrypoint="GRPC"} 9.0'])
     assert grpc_run.count_not_ok(page) == 5.0
+
+
+def test_recorded_table_is_the_recorded_run():
+    # The chapter shows docs/_static/bench/grpc.md: it must be what grpc_run writes for grpc.json.
+    recorded = ROOT / "docs" / "_static" / "bench"
+    results = json.loads((recorded / "grpc.json").read_text())
+    assert grpc_run.markdown(results) == (recorded / "grpc.md").read_text()
+    assert all(row["errors"] == 0 for row in results["rows"])
