@@ -66,13 +66,13 @@ def fill_model_spec(out, result: dp.Result) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def predict(plane: dp.DataPlane, request: predict_pb2.PredictRequest,
-            content: bool = False) -> predict_pb2.PredictResponse:
+            content: bool = False, timeout_s: float | None = None) -> predict_pb2.PredictResponse:
     spec = model_spec(request)
 
     def decode(signature: Signature) -> dict[str, np.ndarray]:
         return decode_inputs(request.inputs, signature)
 
-    result = plane.predict(spec, decode, output_filter=tuple(request.output_filter))
+    result = plane.predict(spec, decode, output_filter=tuple(request.output_filter), timeout_s=timeout_s)
     response = predict_pb2.PredictResponse()
     fill_model_spec(response.model_spec, result)
     outputs = response.outputs
@@ -140,9 +140,9 @@ class LazyExamples(Sequence):
 
 
 def classify(plane: dp.DataPlane, request: classification_pb2.ClassificationRequest,
-             examples=None) -> classification_pb2.ClassificationResponse:
+             examples=None, timeout_s: float | None = None) -> classification_pb2.ClassificationResponse:
     spec = model_spec(request)
-    result = plane.classify(spec, examples if examples is not None else LazyExamples(request.input))
+    result = plane.classify(spec, examples if examples is not None else LazyExamples(request.input), timeout_s)
     response = classification_pb2.ClassificationResponse()
     fill_model_spec(response.model_spec, result)
     fill_classifications(response.result, result.outputs)
@@ -174,9 +174,9 @@ def _label(value) -> str:
 
 
 def regress(plane: dp.DataPlane, request: regression_pb2.RegressionRequest,
-            examples=None) -> regression_pb2.RegressionResponse:
+            examples=None, timeout_s: float | None = None) -> regression_pb2.RegressionResponse:
     spec = model_spec(request)
-    result = plane.regress(spec, examples if examples is not None else LazyExamples(request.input))
+    result = plane.regress(spec, examples if examples is not None else LazyExamples(request.input), timeout_s)
     response = regression_pb2.RegressionResponse()
     fill_model_spec(response.model_spec, result)
     fill_regressions(response.result, result.outputs)
@@ -188,8 +188,8 @@ def fill_regressions(out: regression_pb2.RegressionResult, outputs: dict[str, np
         out.regressions.add().value = value
 
 
-def multi_inference(plane: dp.DataPlane,
-                    request: inference_pb2.MultiInferenceRequest) -> inference_pb2.MultiInferenceResponse:
+def multi_inference(plane: dp.DataPlane, request: inference_pb2.MultiInferenceRequest,
+                    timeout_s: float | None = None) -> inference_pb2.MultiInferenceResponse:
     """Several classify/regress tasks of one model over one Input, on one version (multi_inference.cc).
 
     The version is chosen by the first task's ModelSpec and every task runs on it; the tasks are checked
@@ -232,10 +232,10 @@ def multi_inference(plane: dp.DataPlane,
         spec = dp.ModelSpec(model_name, version=version, signature_name=task.model_spec.signature_name)
         out = response.results.add()
         if task.method_name == tf_example.CLASSIFY_METHOD:
-            result = plane.classify(spec, examples)
+            result = plane.classify(spec, examples, timeout_s)
             fill_classifications(out.classification_result, result.outputs)
         else:
-            result = plane.regress(spec, examples)
+            result = plane.regress(spec, examples, timeout_s)
             fill_regressions(out.regression_result, result.outputs)
         fill_model_spec(out.model_spec, result)
     return response
@@ -262,7 +262,11 @@ def model_metadata(plane: dp.DataPlane, request: get_model_metadata_pb2.GetModel
 # ---------------------------------------------------------------------------------------------
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """`content`: write Predict outputs as tensor_content (--enable_serialization_as_tensor_content)."""
+    """`content`: write Predict outputs as tensor_content (--enable_serialization_as_tensor_content).
+
+    A call's deadline, when the client set one, is its time limit: as TF Serving sets the remaining time as
+    the run's timeout, here it bounds the time the request waits for its batch (DEADLINE_EXCEEDED past it).
+    """
 
     def __init__(self, plane: dp.DataPlane, metrics=None, content: bool = False):
         self.plane = plane
@@ -270,16 +274,19 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.call = Call(metrics)
 
     def Predict(self, request, context):
-        return self.call(context, "Predict", request.model_spec.name, predict, self.plane, request, self.content)
+        return self.call(context, "Predict", request.model_spec.name, predict, self.plane, request, self.content,
+                         context.time_remaining())
 
     def Classify(self, request, context):
-        return self.call(context, "Classify", request.model_spec.name, classify, self.plane, request)
+        return self.call(context, "Classify", request.model_spec.name, classify, self.plane, request, None,
+                         context.time_remaining())
 
     def Regress(self, request, context):
-        return self.call(context, "Regress", request.model_spec.name, regress, self.plane, request)
+        return self.call(context, "Regress", request.model_spec.name, regress, self.plane, request, None,
+                         context.time_remaining())
 
     def MultiInference(self, request, context):
-        return self.call(context, None, "", multi_inference, self.plane, request)
+        return self.call(context, None, "", multi_inference, self.plane, request, context.time_remaining())
 
     def GetModelMetadata(self, request, context):
         return self.call(context, None, request.model_spec.name, model_metadata, self.plane, request)
