@@ -317,7 +317,7 @@ def test_predict_outputs_as_tensor_content_when_asked():
     from server.grpc import prediction_service
 
     class Plane:
-        def predict(self, spec, inputs, output_filter=()):
+        def predict(self, spec, inputs, output_filter=(), timeout_s=None):
             return Result(spec.name, 7, spec.resolved_signature_name,
                           {"y": np.float32([[1.5], [2.5]]), "s": np.array([b"a", b"bc"], object)})
 
