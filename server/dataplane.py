@@ -98,7 +98,7 @@ class DataPlane:
             if self._check_method_name is not None:
                 self._check_method_name(signature, tf_example.PREDICT_METHOD)
             tensors = inputs(signature) if callable(inputs) else inputs
-            self._check_elements(sum(int(np.size(t)) for t in tensors.values()), "tensor elements")
+            self.check_elements(sum(int(np.size(t)) for t in tensors.values()), "tensor elements")
             validate_inputs(tensors, signature)
             wanted = _filtered_outputs(signature, output_filter)
             outputs = self._run(servable, signature, tensors, wanted, timeout_s)
@@ -121,7 +121,10 @@ class DataPlane:
             signature = dataclasses.replace(signature, outputs={k: signature.outputs[k] for k in wanted})
         return servable.run(signature, inputs)
 
-    def _check_elements(self, count: int, what: str) -> None:
+    def check_elements(self, count: int, what: str = "tensor elements") -> None:
+        """INVALID_ARGUMENT when `count` is past --max_request_elements. Front ends whose requests declare
+        shapes (gRPC's TensorProtos) call it before decoding, so that a shape of billions of elements is
+        refused before any memory is taken for it."""
         if self._max_elements and count > self._max_elements:
             raise invalid_argument(f"Request has {count} {what}, more than the limit of {self._max_elements} "
                                    "(--max_request_elements)")
@@ -149,7 +152,7 @@ class DataPlane:
             if self._check_method_name is not None:
                 self._check_method_name(signature, method)
             key, _ = check_signature(signature)
-            self._check_elements(len(examples), "examples")
+            self.check_elements(len(examples), "examples")
             batch = np.empty(len(examples), dtype=object)
             batch[:] = list(examples)
             outputs = self._run(servable, signature, {key: batch}, None, timeout_s)

@@ -8,6 +8,7 @@ multi_inference_helper.cc, get_model_metadata_impl.cc, server_core.cc).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -70,7 +71,7 @@ def predict(plane: dp.DataPlane, request: predict_pb2.PredictRequest,
     spec = model_spec(request)
 
     def decode(signature: Signature) -> dict[str, np.ndarray]:
-        return decode_inputs(request.inputs, signature)
+        return decode_inputs(request.inputs, signature, plane.check_elements)
 
     result = plane.predict(spec, decode, output_filter=tuple(request.output_filter), timeout_s=timeout_s)
     response = predict_pb2.PredictResponse()
@@ -87,16 +88,26 @@ def predict(plane: dp.DataPlane, request: predict_pb2.PredictRequest,
 _UNREAD = np.empty(0, np.float32)  # stands for an input not decoded because the request's keys are wrong
 
 
-def decode_inputs(inputs, signature: Signature) -> dict[str, np.ndarray]:
+def decode_inputs(inputs, signature: Signature, check_elements=None) -> dict[str, np.ndarray]:
     """The request's TensorProtos as arrays; "tensor parsing error: <alias>" for one TensorFlow cannot read.
 
     As TF Serving, a request whose input keys do not match the signature is refused for that first
     (the core's "input size does not match signature"), before any tensor is parsed.
+    `check_elements(count)` (DataPlane.check_elements) is called with the element count the shapes
+    declare before any tensor is decoded: a few bytes of TensorProto may declare billions of elements.
     """
     declared = signature.inputs
     sent = inputs.keys()
     if any(k not in declared for k in sent) or any(k not in sent and k not in _defaults(signature) for k in declared):
         return {k: _UNREAD for k in sent}
+    if check_elements is not None:
+        total = 0
+        for proto in inputs.values():
+            try:
+                total += math.prod(tensor_proto.shape_of(proto))
+            except tensor_proto.TensorProtoError:
+                pass  # refused as "tensor parsing error" below, in the aliases' order
+        check_elements(total)
     out = {}
     for alias in sorted(sent):
         try:
