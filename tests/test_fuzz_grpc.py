@@ -405,3 +405,28 @@ def test_a_shape_of_billions_of_elements_is_refused_before_decoding(served):
         assert code is grpc.StatusCode.INVALID_ARGUMENT
         assert details == (f"Request has {math.prod(dims)} tensor elements, more than the limit of {MAX_ELEMENTS} "
                            "(--max_request_elements)")
+
+
+def test_a_shape_of_more_dimensions_than_numpy_holds_is_invalid_argument(served):
+    """65 to 254 dimensions: valid for TensorFlow, more than a NumPy array holds (once a ValueError -> INTERNAL)."""
+    for rank, message in ((65, "input tensor x has 65 dimensions; this server supports at most 64"),
+                          (254, "input tensor x has 254 dimensions; this server supports at most 64"),
+                          (255, "tensor parsing error: x")):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "hp2"
+        request.inputs["x"].CopyFrom(tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.0]))
+        for _ in range(rank):
+            request.inputs["x"].tensor_shape.dim.add(size=1)
+        code, _, details = call(served, served.predict.Predict, request)
+        assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def test_an_empty_shape_too_big_for_numpy_is_invalid_argument(served):
+    """[0, 2**63 - 1]: no element, valid for TensorFlow, refused by NumPy (once a ValueError -> INTERNAL)."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "hp2"
+    request.inputs["x"].CopyFrom(tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.0]))
+    for d in (0, 2**63 - 1):
+        request.inputs["x"].tensor_shape.dim.add(size=d)
+    code, _, details = call(served, served.predict.Predict, request)
+    assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "tensor parsing error: x")

@@ -110,6 +110,11 @@ def decode_inputs(inputs, signature: Signature, check_elements=None) -> dict[str
         check_elements(total)
     out = {}
     for alias in sorted(sent):
+        rank = len(inputs[alias].tensor_shape.dim)
+        if tensor_proto.NUMPY_MAX_DIMS < rank <= tensor_proto.MAX_DIMS:
+            # TensorFlow would read it; this server cannot hold it (no model takes such a tensor anyway).
+            raise invalid_argument(f"input tensor {alias} has {rank} dimensions; this server supports at most "
+                                   f"{tensor_proto.NUMPY_MAX_DIMS}")
         try:
             out[alias] = tensor_proto.to_ndarray(inputs[alias])
         except tensor_proto.TensorProtoError:
