@@ -52,6 +52,7 @@ SETTINGS = settings(
 BAD = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED}
 TIMEOUT = 30.0
 MAX_ELEMENTS = 100_000  # --max_request_elements: shapes past it are refused before any memory is taken
+EXTRA_FLAGS = os.environ.get("FUZZ_GRPC_FLAGS", "").split()
 
 CONFIG = """model_config_list {
   config {
@@ -76,12 +77,13 @@ def served(testdata, tmp_path_factory):
     config.write_text(CONFIG % (testdata / "saved_model_half_plus_two_2_versions",
                                 testdata / "saved_model_half_plus_two_cpu"))
     with ServerProcess([f"--model_config_file={config}", "--file_system_poll_wait_seconds=0",
-                        f"--max_request_elements={MAX_ELEMENTS}"], grpc=True) as s:
+                        f"--max_request_elements={MAX_ELEMENTS}", *EXTRA_FLAGS], grpc=True) as s:
         for name in MODELS:
             s.wait_available(name, every_version=True)
         channel = grpc.insecure_channel(s.grpc_target, options=[("grpc.max_send_message_length", 64 << 20)])
         s.predict = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         s.models = model_service_pb2_grpc.ModelServiceStub(channel)
+        s.raw_channel = channel
         s.codes = collections.Counter()
         yield s
         channel.close()
@@ -386,6 +388,67 @@ def test_hostile_status_requests(served, data):
     assert request.model_spec.name in MODELS and response.model_version_status
     if request.model_spec.WhichOneof("version_choice") == "version":
         assert [s.version for s in response.model_version_status] == [request.model_spec.version.value]
+
+
+# ---------------------------------------------------------------- bytes that are no message at all
+
+RAW_METHODS = {
+    "/tensorflow.serving.PredictionService/Predict": predict_pb2.PredictRequest,
+    "/tensorflow.serving.PredictionService/Classify": classification_pb2.ClassificationRequest,
+    "/tensorflow.serving.PredictionService/Regress": regression_pb2.RegressionRequest,
+    "/tensorflow.serving.PredictionService/GetModelMetadata": get_model_metadata_pb2.GetModelMetadataRequest,
+    "/tensorflow.serving.ModelService/GetModelStatus": get_model_status_pb2.GetModelStatusRequest,
+}
+
+
+def _valid_bytes(cls) -> bytes:
+    request = cls()
+    request.model_spec.name = "hp2"
+    return request.SerializeToString()
+
+
+@st.composite
+def raw_bodies(draw) -> tuple[str, bytes]:
+    method = draw(st.sampled_from(sorted(RAW_METHODS)))
+    valid = _valid_bytes(RAW_METHODS[method])
+    kind = draw(st.sampled_from(["random", "bad_utf8_name", "truncated", "flipped"]))
+    if kind == "random":
+        body = draw(st.binary(max_size=64))
+    elif kind == "bad_utf8_name":
+        body = valid.replace(b"hp2", draw(st.sampled_from([b"h\xff2", b"\xc3\x28x", b"\xed\xa0\x80"])))
+    elif kind == "truncated":
+        body = valid[: draw(st.integers(0, len(valid) - 1))]
+    else:
+        i = draw(st.integers(0, len(valid) - 1))
+        body = valid[:i] + bytes([valid[i] ^ draw(st.integers(1, 255))]) + valid[i + 1:]
+    return method, body
+
+
+@SETTINGS
+@given(raw=raw_bodies())
+def test_bytes_that_are_not_a_request_message(served, raw):
+    """What the stubs cannot send: corrupt wire bytes, invalid UTF-8 in a string field. A message that does not
+    parse is answered INTERNAL before any handler runs, by grpcio here as by TF Serving's C++ gRPC (which
+    answers INTERNAL for a request it cannot parse); the log gets one line, no traceback. Bytes that do parse
+    are an ordinary request: never UNKNOWN, INTERNAL or a hang."""
+    method, body = raw
+    cls = RAW_METHODS[method]
+    try:
+        cls.FromString(body)
+        parses = True
+    except Exception:  # noqa: BLE001 - DecodeError, or the parser's RuntimeWarning-free failures
+        parses = False
+    rpc = served.raw_channel.unary_unary(method)
+    try:
+        rpc(body, timeout=TIMEOUT)
+        code, details = grpc.StatusCode.OK, ""
+    except grpc.RpcError as e:
+        code, details = e.code(), e.details()
+    served.codes[code.name] += 1
+    if parses:
+        assert code not in BAD, f"{code.name}: {details!r} for {method} {body!r}"
+    else:
+        assert (code, details) == (grpc.StatusCode.INTERNAL, "Exception deserializing request!"), body
 
 
 # ---------------------------------------------------------------- cases found once
