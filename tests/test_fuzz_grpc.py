@@ -1,6 +1,6 @@
 """Property-based fuzzing of the gRPC API over loopback: no input reaches a Python exception.
 
-Hypothesis builds hostile PredictRequest, ClassificationRequest, RegressionRequest,
+Hypothesis builds hostile PredictRequest, ClassificationRequest, RegressionRequest, MultiInferenceRequest,
 GetModelMetadataRequest and GetModelStatusRequest messages (TensorProtos whose tensor_content does not
 match the shape, negative or huge dimensions, unknown or unaccepted dtypes, typed fields of the wrong type
 or count, invalid UTF-8 in string_val, shapes of billions of elements; unknown models, versions and labels,
@@ -30,6 +30,7 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     input_pb2,
     model_service_pb2_grpc,
     predict_pb2,
@@ -90,7 +91,9 @@ def served(testdata, tmp_path_factory):
         assert s.proc.poll() is None, "the server died"
         tracebacks = [line for line in s.log_lines() if "Traceback" in line or "unexpected error" in line]
         assert not tracebacks, "the server logged exceptions:\n" + "\n".join(s.log_lines()[-80:])
-        print(f"\ngRPC fuzz: {sum(s.codes.values())} requests, statuses {dict(s.codes)}")
+        print(f"\ngRPC fuzz: {sum(s.codes.values())} requests")
+        for kind in sorted({k for k, _ in s.codes}):
+            print(f"  {kind}: " + ", ".join(f"{c} {n}" for (k, c), n in sorted(s.codes.items()) if k == kind))
 
 
 def call(served, method, request):
@@ -100,7 +103,7 @@ def call(served, method, request):
         code, details = grpc.StatusCode.OK, ""
     except grpc.RpcError as e:
         response, code, details = None, e.code(), e.details()
-    served.codes[code.name] += 1
+    served.codes[type(request).__name__, code.name] += 1
     assert code not in BAD, f"{code.name}: {details!r} for {type(request).__name__}:\n{str(request)[:2000]}"
     if code is not grpc.StatusCode.OK:
         assert details, f"{code.name} without a message"
@@ -363,10 +366,14 @@ def test_hostile_regression_requests(served, request):
 @given(data=st.data())
 def test_hostile_metadata_requests(served, data):
     request = get_model_metadata_pb2.GetModelMetadataRequest()
-    if data.draw(st.integers(0, 9)):
-        data.draw(model_specs(request))
-    request.metadata_field.extend(data.draw(st.lists(st.sampled_from(["signature_def"] * 3 + [""]) | text,
-                                                     max_size=3)))
+    if data.draw(st.booleans()):
+        request.model_spec.name = data.draw(st.sampled_from(MODELS))
+        request.metadata_field.append("signature_def")
+    else:
+        if data.draw(st.integers(0, 9)):
+            data.draw(model_specs(request))
+        request.metadata_field.extend(data.draw(st.lists(st.sampled_from(["signature_def"] * 3 + [""]) | text,
+                                                         max_size=3)))
     code, response, _ = call(served, served.predict.GetModelMetadata, request)
     if response is None:
         return
@@ -390,6 +397,36 @@ def test_hostile_status_requests(served, data):
         assert [s.version for s in response.model_version_status] == [request.model_spec.version.value]
 
 
+@SETTINGS
+@given(data=st.data())
+def test_hostile_multi_inference_requests(served, data):
+    request = inference_pb2.MultiInferenceRequest()
+    for _ in range(data.draw(st.integers(0, 3))):
+        task = request.tasks.add()
+        if data.draw(st.integers(0, 9)) < 6:
+            # One model, signatures and methods that fit: the input (and repeats) are what is hostile.
+            task.model_spec.name = "hp2"
+            task.model_spec.signature_name, task.method_name = data.draw(st.sampled_from(
+                [("classify_x_to_y", "tensorflow/serving/classify"), ("regress_x_to_y", "tensorflow/serving/regress"),
+                 ("regress_x_to_y2", "tensorflow/serving/regress")]))
+            continue
+        if data.draw(st.integers(0, 9)):
+            data.draw(model_specs(task))
+        task.method_name = data.draw(st.sampled_from(["tensorflow/serving/classify", "tensorflow/serving/regress",
+                                                      "tensorflow/serving/predict", ""]) | text)
+    if data.draw(st.integers(0, 2)) == 0:
+        xs = data.draw(st.lists(st.floats(-1e6, 1e6, width=32), min_size=1, max_size=6))
+        request.input.example_list.examples.extend(good_example(x) for x in xs)
+    elif data.draw(st.integers(0, 9)):
+        data.draw(inputs(request))
+    code, response, _ = call(served, served.predict.MultiInference, request)
+    if response is None:
+        return
+    assert len(response.results) == len(request.tasks)
+    for task, result in zip(request.tasks, response.results):
+        assert result.model_spec.name == task.model_spec.name
+
+
 # ---------------------------------------------------------------- bytes that are no message at all
 
 RAW_METHODS = {
@@ -397,13 +434,15 @@ RAW_METHODS = {
     "/tensorflow.serving.PredictionService/Classify": classification_pb2.ClassificationRequest,
     "/tensorflow.serving.PredictionService/Regress": regression_pb2.RegressionRequest,
     "/tensorflow.serving.PredictionService/GetModelMetadata": get_model_metadata_pb2.GetModelMetadataRequest,
+    "/tensorflow.serving.PredictionService/MultiInference": inference_pb2.MultiInferenceRequest,
     "/tensorflow.serving.ModelService/GetModelStatus": get_model_status_pb2.GetModelStatusRequest,
 }
 
 
 def _valid_bytes(cls) -> bytes:
     request = cls()
-    request.model_spec.name = "hp2"
+    spec = request.tasks.add().model_spec if cls is inference_pb2.MultiInferenceRequest else request.model_spec
+    spec.name = "hp2"
     return request.SerializeToString()
 
 
@@ -444,7 +483,7 @@ def test_bytes_that_are_not_a_request_message(served, raw):
         code, details = grpc.StatusCode.OK, ""
     except grpc.RpcError as e:
         code, details = e.code(), e.details()
-    served.codes[code.name] += 1
+    served.codes["raw bytes", code.name] += 1
     if parses:
         assert code not in BAD, f"{code.name}: {details!r} for {method} {body!r}"
     else:
