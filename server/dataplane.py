@@ -72,61 +72,76 @@ class DataPlane:
     request (summed over its inputs) and the examples of one classify/regress request.
     `check_method_name(signature, method)` optionally refuses a signature whose method_name does not
     match the API called (TF Serving's --enable_signature_method_name_check).
+
+    predict, classify and regress take an optional `timeout_s`, the request's time limit (REST:
+    --rest_api_timeout_in_ms; gRPC: what is left of the call's deadline); `queue_timeout_s`
+    (--batching_queue_timeout_in_ms; None: none) bounds every request as well. The earlier of the two
+    bounds the time a request waits for its batch: past it, DEADLINE_EXCEEDED, and a request still
+    queued is never run. Without a batcher they change nothing.
     """
 
     def __init__(self, manager, batcher_for: Callable | None = None,
                  check_method_name: Callable[[Signature, str], None] | None = None,
-                 max_elements: int = DEFAULT_MAX_ELEMENTS):
+                 max_elements: int = DEFAULT_MAX_ELEMENTS, queue_timeout_s: float | None = None):
         self.manager = manager
         self._max_elements = max_elements
         self._batcher_for = batcher_for
         self._check_method_name = check_method_name
+        self._queue_timeout = queue_timeout_s or None
 
     # -- predict ---------------------------------------------------------------------------
-    def predict(self, spec: ModelSpec, inputs: Inputs, output_filter: Sequence[str] = ()) -> Result:
+    def predict(self, spec: ModelSpec, inputs: Inputs, output_filter: Sequence[str] = (),
+                timeout_s: float | None = None) -> Result:
         signature_name = spec.resolved_signature_name
         with self.manager.acquire(spec.name, spec.version, spec.label) as servable:
             signature = servable.get_signature(signature_name)
             if self._check_method_name is not None:
                 self._check_method_name(signature, tf_example.PREDICT_METHOD)
             tensors = inputs(signature) if callable(inputs) else inputs
-            self._check_elements(sum(int(np.size(t)) for t in tensors.values()), "tensor elements")
+            self.check_elements(sum(int(np.size(t)) for t in tensors.values()), "tensor elements")
             validate_inputs(tensors, signature)
             wanted = _filtered_outputs(signature, output_filter)
-            outputs = self._run(servable, signature, tensors, wanted)
+            outputs = self._run(servable, signature, tensors, wanted, timeout_s)
             version = servable.version
         return Result(spec.name, version, signature_name, outputs, signature.method_name)
 
     def _run(self, servable, signature: Signature, inputs: Tensors,
-             wanted: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        """Run a signature, through the batcher when there is one for it; `wanted`: only these outputs."""
+             wanted: tuple[str, ...] | None = None, timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        """Run a signature, through the batcher when there is one for it; `wanted`: only these outputs;
+        `timeout_s`: the request's time limit for waiting on the batcher."""
         if self._batcher_for is not None and inputs:
             batcher = self._batcher_for(servable, signature)
             if batcher is not None:
-                outputs = batcher(inputs)
+                queue_timeout = self._queue_timeout
+                if queue_timeout is not None and (timeout_s is None or queue_timeout < timeout_s):
+                    timeout_s = queue_timeout
+                outputs = batcher(inputs) if timeout_s is None else batcher(inputs, timeout_s)
                 return outputs if wanted is None else {k: outputs[k] for k in wanted}
         if wanted is not None:  # fetch only these, as TF Serving does with an output_filter
             signature = dataclasses.replace(signature, outputs={k: signature.outputs[k] for k in wanted})
         return servable.run(signature, inputs)
 
-    def _check_elements(self, count: int, what: str) -> None:
+    def check_elements(self, count: int, what: str = "tensor elements") -> None:
+        """INVALID_ARGUMENT when `count` is past --max_request_elements. Front ends whose requests declare
+        shapes (gRPC's TensorProtos) call it before decoding, so that a shape of billions of elements is
+        refused before any memory is taken for it."""
         if self._max_elements and count > self._max_elements:
             raise invalid_argument(f"Request has {count} {what}, more than the limit of {self._max_elements} "
                                    "(--max_request_elements)")
 
     # -- classify / regress ----------------------------------------------------------------
-    def classify(self, spec: ModelSpec, examples: Sequence[bytes]) -> Result:
+    def classify(self, spec: ModelSpec, examples: Sequence[bytes], timeout_s: float | None = None) -> Result:
         """Serialized tf.Examples through a classification signature; outputs "classes"/"scores"."""
         return self._run_examples(spec, examples, tf_example.CLASSIFY_METHOD,
-                                  tf_example.check_classify_signature, tf_example.check_classify_outputs)
+                                  tf_example.check_classify_signature, tf_example.check_classify_outputs, timeout_s)
 
-    def regress(self, spec: ModelSpec, examples: Sequence[bytes]) -> Result:
+    def regress(self, spec: ModelSpec, examples: Sequence[bytes], timeout_s: float | None = None) -> Result:
         """Serialized tf.Examples through a regression signature; output "outputs"."""
         return self._run_examples(spec, examples, tf_example.REGRESS_METHOD,
-                                  tf_example.check_regress_signature, tf_example.check_regress_outputs)
+                                  tf_example.check_regress_signature, tf_example.check_regress_outputs, timeout_s)
 
     def _run_examples(self, spec: ModelSpec, examples: Sequence[bytes], method: str,
-                      check_signature, check_outputs) -> Result:
+                      check_signature, check_outputs, timeout_s: float | None = None) -> Result:
         """Feed the serialized examples to the signature's one string input (TF Serving's classifier and
         regressor), after TF Serving's checks of the signature, and check what comes back."""
         signature_name = spec.resolved_signature_name
@@ -137,10 +152,10 @@ class DataPlane:
             if self._check_method_name is not None:
                 self._check_method_name(signature, method)
             key, _ = check_signature(signature)
-            self._check_elements(len(examples), "examples")
+            self.check_elements(len(examples), "examples")
             batch = np.empty(len(examples), dtype=object)
             batch[:] = list(examples)
-            outputs = self._run(servable, signature, {key: batch})
+            outputs = self._run(servable, signature, {key: batch}, None, timeout_s)
             version = servable.version
         return Result(spec.name, version, signature_name, check_outputs(outputs, len(examples)),
                       signature.method_name)

@@ -128,8 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
          "fastest without batching (Python runs one thread at a time per process: use --workers for more "
          "cores), so the default is 1, or 4 per CPU with batching (requests must wait together for a "
          "batch).", "1 (4 x CPUs with batching)", _positive_int, None, "N")
-    flag("rest_api_timeout_in_ms", "Timeout for one REST request's model run in milliseconds; 0 = none. "
-         "A run past it answers 504 DEADLINE_EXCEEDED.", "30000", _non_negative_int, 30000, "MS")
+    flag("rest_api_timeout_in_ms", "Timeout for one REST request in milliseconds; 0 = none. It bounds the "
+         "model run and, with batching, the time the request waits for its batch (a request still queued then "
+         "is never run). Past it: 504 DEADLINE_EXCEEDED.", "30000", _non_negative_int, 30000, "MS")
     flag("rest_api_enable_cors_support", "Add TF Serving's CORS headers (Access-Control-Allow-Origin: *) to "
          "every REST answer, so that a web page from another origin can call the API, and answer OPTIONS "
          "preflight requests as TF Serving does.", "false", _bool, False)
@@ -223,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Most tensor elements one predict request may send, over all its inputs, and most examples "
                         "one classify/regress request may send (default 67108864; 0 = no limit). More is answered "
                         "400 INVALID_ARGUMENT before the model runs.")
+    x.add_argument("--batching_queue_timeout_in_ms", type=_non_negative_int, default=0, metavar="MS",
+                   help="With batching, the longest any request (REST or gRPC) may wait for its batch, in "
+                        "milliseconds (default 0 = no bound of its own: a REST request is bounded by "
+                        "--rest_api_timeout_in_ms, a gRPC request by its deadline if the client set one). A "
+                        "request past it answers DEADLINE_EXCEEDED (REST 504) and is never run.")
     x.add_argument("--log_level", default="info", choices=["debug", "info", "warning", "error"],
                    help="Log level (default info).")
     return p

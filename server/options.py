@@ -142,6 +142,7 @@ class Options:
     workers: int = 1
     rest_api_max_body_bytes: int = 256 << 20   # a longer body: 413
     max_request_elements: int = 1 << 26        # more tensor elements (or examples) in one request: 400
+    batching_queue_timeout_in_ms: int = 0      # longer in the batching queue: DEADLINE_EXCEEDED; 0: no bound
     log_level: str = "info"
     # -- derived: what the files say, read once
     models: tuple[ModelSettings, ...] = ()

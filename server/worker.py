@@ -22,14 +22,15 @@ def make_dataplane(manager, batchers, options: Options):
     from .signatures import check_method_name
     return DataPlane(manager, batcher_for=batchers.batcher_for if batchers is not None else None,
                      check_method_name=check_method_name if options.enable_signature_method_name_check else None,
-                     max_elements=options.max_request_elements)
+                     max_elements=options.max_request_elements,
+                     queue_timeout_s=options.batching_queue_timeout_in_ms / 1000 or None)
 
 
 def make_rest_app(dataplane, metrics, options: Options):
     """The REST front end's WSGI app over the core (granian serves it in each worker)."""
     from .rest.app import create_app
     from .rest.handlers import RestAPI
-    return create_app(RestAPI(dataplane), metrics=metrics,
+    return create_app(RestAPI(dataplane, timeout_ms=options.rest_api_timeout_in_ms), metrics=metrics,
                       metrics_path=options.prometheus.path if options.prometheus is not None else None,
                       cors=options.rest_api_enable_cors_support, max_body=options.rest_api_max_body_bytes)
 

@@ -260,3 +260,128 @@ def test_close_fails_pending_requests_and_stops_threads():
     with pytest.raises(ServingError) as e:
         b.submit({"x": np.ones((1, 1))})
     assert e.value.code == "UNAVAILABLE"
+
+
+# -- the time a request may wait (submit's timeout_s) ------------------------------------------------------
+
+class StuckRun:
+    """A run function whose first call blocks until `gate` is set (a stuck batch); records every row it ran."""
+
+    def __init__(self):
+        self.gate, self.started = threading.Event(), threading.Event()
+        self.rows = []
+        self.lock = threading.Lock()
+
+    def __call__(self, inputs):
+        with self.lock:
+            first = not self.rows
+            self.rows.append(inputs["x"][:, 0].tolist())
+        if first:
+            self.started.set()
+            self.gate.wait(30)
+        return {"y": inputs["x"] * 2 + 1}
+
+
+def submit_in_thread(b, value, rows=1, timeout_s=None):
+    """Submit `rows` rows all equal to `value` from a new thread; returns (thread, outcome list)."""
+    outcome = []
+
+    def go():
+        x = np.full((rows, 1), value, np.float32)
+        try:
+            outcome.append(b.submit({"x": x}, timeout_s=timeout_s))
+        except ServingError as e:
+            outcome.append(e)
+
+    t = threading.Thread(target=go)
+    t.start()
+    return t, outcome
+
+
+def wait_queued(b, rows):
+    """Until `rows` rows are queued (the tasks are in; nothing about how long that took is asserted)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with b._cond:
+            if sum(bt.size for q in b._queues.values() for bt in q.batches) >= rows:
+                return
+        time.sleep(0.001)
+    raise AssertionError("the tasks were never queued")
+
+
+def test_a_request_queued_past_its_time_limit_answers_deadline_exceeded_and_never_runs():
+    run = StuckRun()
+    b = Batcher(run, params(max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=10))
+    try:
+        a, a_out = submit_in_thread(b, 1.0)               # its batch runs and gets stuck
+        assert run.started.wait(10)
+        c, c_out = submit_in_thread(b, 3.0)               # queued behind it, no time limit
+        wait_queued(b, 1)
+        late, late_out = submit_in_thread(b, 2.0, timeout_s=0.05)  # queued in the same batch as c
+        late.join(10)
+        assert not late.is_alive()
+        (err,) = late_out
+        assert isinstance(err, ServingError)
+        assert err.code == "DEADLINE_EXCEEDED" and err.http_status == 504
+        assert err.message == ("Run() timeout exceeded while waiting in batching queue (the request's time "
+                               "limit was 50 ms); it was not run")
+        run.gate.set()                                    # the stuck batch ends; the queued batch runs
+        a.join(10)
+        c.join(10)
+        np.testing.assert_array_equal(a_out[0]["y"], [[3.0]])
+        np.testing.assert_array_equal(c_out[0]["y"], [[7.0]])   # the other request of that batch is answered
+        assert run.rows == [[1.0], [3.0]]                 # the timed-out task never ran
+        assert b.submit({"x": np.full((1, 1), 4.0, np.float32)}, timeout_s=30)["y"].tolist() == [[9.0]]
+    finally:
+        run.gate.set()
+        b.close()
+
+
+def test_a_request_whose_batch_is_stuck_running_gives_up_at_its_time_limit():
+    run = StuckRun()
+    b = Batcher(run, params(max_batch_size=2, batch_timeout_micros=0))
+    try:
+        a, a_out = submit_in_thread(b, 1.0, timeout_s=0.05)
+        a.join(10)
+        assert run.started.is_set() and not a.is_alive()
+        (err,) = a_out
+        assert err.code == "DEADLINE_EXCEEDED"
+        assert err.message == ("Run() timeout exceeded while the batch with this request was running (the "
+                               "request's time limit was 50 ms)")
+        run.gate.set()
+        assert b.submit({"x": np.full((1, 1), 2.0, np.float32)})["y"].tolist() == [[5.0]]
+    finally:
+        run.gate.set()
+        b.close()
+
+
+def test_a_split_request_past_its_time_limit_runs_none_of_its_queued_parts():
+    run = StuckRun()
+    p = params(max_batch_size=10, enable_large_batch_splitting=True, max_execution_batch_size=2,
+               batch_timeout_micros=0, max_enqueued_batches=10)
+    b = Batcher(run, p)
+    try:
+        a, a_out = submit_in_thread(b, 1.0)
+        assert run.started.wait(10)
+        big, big_out = submit_in_thread(b, 5.0, rows=5, timeout_s=0.05)   # three parts, all queued
+        big.join(10)
+        assert big_out[0].code == "DEADLINE_EXCEEDED" and "waiting in batching queue" in big_out[0].message
+        run.gate.set()
+        a.join(10)
+        assert b.submit({"x": np.full((3, 1), 2.0, np.float32)})["y"].tolist() == [[5.0]] * 3
+        assert 5.0 not in [v for rows in run.rows for v in rows]
+    finally:
+        run.gate.set()
+        b.close()
+
+
+def test_no_time_left_is_refused_before_queueing():
+    model = Model()
+    with Batcher(model, params()) as b:
+        for timeout in (0.0, -1.0):
+            with pytest.raises(ServingError) as e:
+                b.submit({"x": np.ones((1, 3), np.float32)}, timeout_s=timeout)
+            assert e.value.code == "DEADLINE_EXCEEDED"
+        out = b.submit({"x": np.ones((2, 3), np.float32)}, timeout_s=30)
+    np.testing.assert_array_equal(out["y"], np.full((2, 3), 3.0))
+    assert model.calls == [2]

@@ -62,4 +62,6 @@ def test_bounds_in_help():
     flat = " ".join(text.split())
     assert "--rest_api_max_body_bytes N Largest request body in bytes (default 268435456 = 256 MiB" in flat
     assert "--max_request_elements N Most tensor elements one predict request may send" in flat
-    assert "--rest_api_timeout_in_ms MS" in flat
+    assert "--rest_api_timeout_in_ms MS Timeout for one REST request in milliseconds" in flat
+    assert "the time the request waits for its batch" in flat
+    assert "--batching_queue_timeout_in_ms MS With batching, the longest any request (REST or gRPC) may wait" in flat

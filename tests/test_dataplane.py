@@ -3,6 +3,8 @@
 Inputs here are numpy arrays, as a gRPC front end hands them over; the REST codec's conversions are
 tested in test_rest_*.py and the two transports end to end elsewhere.
 """
+import threading
+
 import numpy as np
 import pytest
 from tensorflow.core.example import example_pb2
@@ -10,6 +12,8 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from server import config
+from server.batching.parameters import BatchingParameters
+from server.batching.scheduler import Batcher
 from server.dataplane import DataPlane, ModelSpec
 from server.errors import ServingError
 from server.lifecycle import ModelManager
@@ -144,6 +148,73 @@ def test_the_batcher_runs_predict_and_examples(manager):
     plane.predict(ModelSpec("half_plus_two"), X, output_filter=["y"])
     plane.regress(ModelSpec("half_plus_two", signature_name="regress_x_to_y"), [_example(1.0)])
     assert calls == ["serving_default", "regress_x_to_y"]
+
+
+def test_the_time_limit_reaches_the_batcher_the_earlier_of_the_request_and_the_queue_bound(manager):
+    seen = []
+
+    def batcher_for(servable, signature):
+        def run(inputs, timeout_s=None):
+            seen.append(timeout_s)
+            return servable.run(signature, inputs)
+        return run
+
+    plane = DataPlane(manager, batcher_for=batcher_for)
+    plane.predict(ModelSpec("half_plus_two"), X)
+    plane.predict(ModelSpec("half_plus_two"), X, timeout_s=2.5)
+    plane.classify(ModelSpec("half_plus_two", signature_name="classify_x_to_y"), [_example(1.0)], timeout_s=3.0)
+    plane.regress(ModelSpec("half_plus_two", signature_name="regress_x_to_y"), [_example(1.0)], timeout_s=4.0)
+    bounded = DataPlane(manager, batcher_for=batcher_for, queue_timeout_s=1.0)
+    bounded.predict(ModelSpec("half_plus_two"), X)
+    bounded.predict(ModelSpec("half_plus_two"), X, timeout_s=0.5)
+    bounded.predict(ModelSpec("half_plus_two"), X, timeout_s=2.0)
+    assert seen == [None, 2.5, 3.0, 4.0, 1.0, 0.5, 1.0]
+
+
+def test_without_batching_a_time_limit_changes_nothing(plane):
+    # No batcher: nothing waits in a queue, so even a limit already spent lets the model run as before.
+    result = plane.predict(ModelSpec("half_plus_two"), X, timeout_s=1e-9)
+    np.testing.assert_allclose(result.outputs["y"], [[2.5], [3.0]])
+    assert plane.regress(ModelSpec("half_plus_two", signature_name="regress_x_to_y"), [_example(1.0)],
+                         timeout_s=1e-9).outputs["outputs"].tolist() == [[2.5]]
+
+
+def test_a_request_queued_behind_a_stuck_batch_times_out_through_the_core(manager):
+    gate, started, ran = threading.Event(), threading.Event(), []
+
+    def stuck_once(servable, signature):
+        def run(inputs):
+            ran.append(inputs["x"][:, 0].tolist())
+            if len(ran) == 1:
+                started.set()
+                gate.wait(30)
+            return servable.run(signature, inputs)
+        return run
+
+    batchers = {}
+
+    def batcher_for(servable, signature):
+        if signature.name not in batchers:
+            batchers[signature.name] = Batcher(stuck_once(servable, signature),
+                                               BatchingParameters(num_batch_threads=1, max_batch_size=4,
+                                                                  batch_timeout_micros=0))
+        return batchers[signature.name].submit
+
+    plane = DataPlane(manager, batcher_for=batcher_for)
+    first = threading.Thread(target=plane.predict,
+                             args=(ModelSpec("half_plus_two"), {"x": np.ones((1, 1), np.float32)}))
+    first.start()
+    try:
+        assert started.wait(10)
+        e = error(plane.predict, ModelSpec("half_plus_two"), {"x": np.full((1, 1), 7.0, np.float32)}, timeout_s=0.05)
+        assert (e.code, e.http_status) == ("DEADLINE_EXCEEDED", 504)
+        assert e.message.startswith("Run() timeout exceeded while waiting in batching queue")
+    finally:
+        gate.set()
+        first.join(10)
+        for b in batchers.values():
+            b.close()
+    assert ran == [[1.0]]
 
 
 def test_method_name_check_with_the_flag(manager):

@@ -63,3 +63,26 @@ def test_docs_table_matches_help(help_text):
         assert (here, tf) == defaults[name], f"--{name}: the table says here {here!r}, there {tf!r}"
         # A flag that is accepted but changes nothing yet is said to do nothing, in the table as in the log.
         assert ("暂无作用" in meaning) == (name in flags.NOT_HONOURED), f"--{name}: {meaning}"
+
+
+def test_own_flags_are_in_help_and_named_in_the_docs(help_text):
+    parser = flags.build_parser()
+    group = next(g for g in parser._action_groups if g.title.startswith("flags of this server"))
+    own = [a.option_strings[0][2:] for a in group._group_actions]
+    assert "batching_queue_timeout_in_ms" in own
+    docs = TABLE.read_text(encoding="utf-8")
+    for name in own:
+        assert f"--{name}" in help_text, name
+        assert f"``--{name}``" in docs, f"docs/flags.rst does not name --{name}"
+
+
+def test_the_batching_queue_bound_reaches_the_core():
+    from server.options import Options
+    from server.worker import make_dataplane
+    args = flags.build_parser().parse_args(["--batching_queue_timeout_in_ms=250", "--model_base_path=/models/m"])
+    opts = Options.from_args(args, check_paths=False)
+    assert opts.batching_queue_timeout_in_ms == 250
+    assert make_dataplane(None, None, opts)._queue_timeout == 0.25
+    assert make_dataplane(None, None, Options())._queue_timeout is None
+    with pytest.raises(SystemExit):
+        flags.build_parser().parse_args(["--batching_queue_timeout_in_ms=-1"])

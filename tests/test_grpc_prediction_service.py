@@ -368,3 +368,54 @@ def test_metrics_count_grpc_requests_with_the_grpc_entrypoint(grpc_served):
     assert float(timed.split()[-1]) >= 1
     (failed,) = sample(":tensorflow:serving:request_count", model_name="hp2cpu", status="FAILED_PRECONDITION")
     assert float(failed.split()[-1]) >= 1
+
+
+# -- a call's deadline is its time limit for the batcher ------------------------------------------------
+
+class _Deadline:
+    """A servicer context whose client set a deadline `remaining` seconds away (None: no deadline)."""
+
+    def __init__(self, remaining):
+        self.remaining = remaining
+
+    def time_remaining(self):
+        return self.remaining
+
+    def abort(self, code, details):
+        raise AssertionError(f"aborted: {code} {details}")
+
+
+class _RecordingPlane:
+    def __init__(self):
+        self.timeouts = []
+
+    def _result(self, outputs):
+        from server.dataplane import Result
+        return Result("m", 1, "serving_default", outputs)
+
+    def predict(self, spec, inputs, output_filter=(), timeout_s=None):
+        self.timeouts.append(timeout_s)
+        return self._result({"y": np.ones((1, 1), np.float32)})
+
+    def classify(self, spec, examples, timeout_s=None):
+        self.timeouts.append(timeout_s)
+        return self._result({"scores": np.ones((1, 1), np.float32)})
+
+    def regress(self, spec, examples, timeout_s=None):
+        self.timeouts.append(timeout_s)
+        return self._result({"outputs": np.ones((1,), np.float32)})
+
+
+def test_the_grpc_deadline_reaches_the_core_as_the_time_limit():
+    from server.grpc.prediction_service import PredictionService
+    plane = _RecordingPlane()
+    service = PredictionService(plane)
+    for remaining in (1.5, None):
+        service.Predict(predict_request("m", {"x": np.ones((1, 1), np.float32)}), _Deadline(remaining))
+        request = classification_pb2.ClassificationRequest(input=examples_input(example(x=1.0)))
+        request.model_spec.name = "m"
+        service.Classify(request, _Deadline(remaining))
+        request = regression_pb2.RegressionRequest(input=examples_input(example(x=1.0)))
+        request.model_spec.name = "m"
+        service.Regress(request, _Deadline(remaining))
+    assert plane.timeouts == [1.5] * 3 + [None] * 3

@@ -317,7 +317,7 @@ def test_predict_outputs_as_tensor_content_when_asked():
     from server.grpc import prediction_service
 
     class Plane:
-        def predict(self, spec, inputs, output_filter=()):
+        def predict(self, spec, inputs, output_filter=(), timeout_s=None):
             return Result(spec.name, 7, spec.resolved_signature_name,
                           {"y": np.float32([[1.5], [2.5]]), "s": np.array([b"a", b"bc"], object)})
 
@@ -330,3 +330,21 @@ def test_predict_outputs_as_tensor_content_when_asked():
         np.testing.assert_array_equal(tf.make_ndarray(response.outputs["y"]), [[1.5], [2.5]])
         assert (response.model_spec.name, response.model_spec.version.value,
                 response.model_spec.signature_name) == ("m", 7, "serving_default")
+
+
+def test_an_undecodable_request_is_logged_in_one_line_without_a_traceback():
+    import logging
+    import sys
+    try:
+        predict_pb2.PredictRequest.FromString(b"\xff\xff\xff")
+    except Exception:  # noqa: BLE001 - the parser's own error, as grpcio catches it
+        exc_info = sys.exc_info()
+    record = logging.LogRecord("grpc._common", logging.ERROR, __file__, 1, "Exception deserializing message!",
+                               (), exc_info)
+    assert grpc_server._UNDECODABLE.filter(record)
+    assert record.exc_info is None and record.levelname == "WARNING"
+    assert record.getMessage().startswith("gRPC request that is not a valid protobuf message -> INTERNAL: Error "
+                                          "parsing message")
+    other = logging.LogRecord("grpc._common", logging.ERROR, __file__, 1, "Exception serializing message!", (),
+                              exc_info)
+    assert grpc_server._UNDECODABLE.filter(other) and other.exc_info is exc_info  # anything else as it was

@@ -179,6 +179,23 @@ def test_protos_tensorflow_cannot_parse_are_refused(proto):
             parse_cc(proto)
 
 
+@pytest.mark.parametrize("rank", [65, 254])
+def test_a_valid_shape_past_numpys_64_dimensions_is_refused_not_a_crash(rank):
+    # TensorFlow reads it (up to 254 dimensions); NumPy cannot hold it: an error, never a ValueError.
+    proto = make(types_pb2.DT_FLOAT, [1] * rank, float_val=[1.0])
+    with pytest.raises(tp.TensorProtoError, match=f"shape has {rank} dimensions; at most 64"):
+        tp.to_ndarray(proto)
+    assert tp.to_ndarray(make(types_pb2.DT_FLOAT, [1] * 64, float_val=[1.0])).shape == (1,) * 64
+
+
+def test_an_empty_shape_too_big_for_numpy_is_refused_not_a_crash():
+    # [0, 2**63 - 1] holds no element and is valid for TensorFlow; NumPy refuses to make it (a ValueError once).
+    for dims in ([0, (1 << 63) - 1], [(1 << 62), 0, 4]):
+        with pytest.raises(tp.TensorProtoError, match="NumPy cannot hold a tensor of shape"):
+            tp.to_ndarray(make(types_pb2.DT_FLOAT, dims, float_val=[1.0]))
+    assert tp.to_ndarray(make(types_pb2.DT_FLOAT, [0, 1 << 20], float_val=[1.0])).shape == (0, 1 << 20)
+
+
 @pytest.mark.parametrize("dtype", [types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT, types_pb2.DT_FLOAT_REF, 999])
 def test_resource_variant_and_reference_types_are_refused(dtype):
     with pytest.raises(tp.TensorProtoError):

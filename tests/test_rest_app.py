@@ -5,10 +5,14 @@ requests against a real `python -m server` process are in test_server_process.py
 """
 import io
 import json
+import threading
 
+import numpy as np
 import pytest
 
 from server import config
+from server.batching.parameters import BatchingParameters
+from server.batching.scheduler import Batcher
 from server.dataplane import DataPlane
 from server.lifecycle import ModelManager
 from server.rest.app import create_app
@@ -359,3 +363,64 @@ def test_preflight_is_answered_as_tf_serving_does(manager, client):
     r = client.options(path, headers={"Origin": "https://example.org"})
     assert (r.status_code, r.data, cors_headers(r)) == (200, b"", [])
     assert client.options("/healthz").status_code == 404
+
+
+# -- --rest_api_timeout_in_ms bounds the wait for a batch -------------------------------------
+
+def test_rest_timeout_is_each_requests_time_limit_for_the_batcher(manager):
+    seen = []
+
+    def batcher_for(servable, signature):
+        def run(inputs, timeout_s=None):
+            seen.append(timeout_s)
+            return servable.run(signature, inputs)
+        return run
+
+    for timeout_ms, expected in ((2500, 2.5), (0, None)):
+        seen.clear()
+        client = create_app(RestAPI(DataPlane(manager, batcher_for=batcher_for), timeout_ms=timeout_ms)).test_client()
+        assert post(client, "/v1/models/half_plus_two:predict", {"instances": [[1.0]]})[0] == 200
+        example = {"examples": [{"x": 20.0}]}
+        assert post(client, "/v1/models/half_plus_two:classify", {"signature_name": "classify_x_to_y", **example}
+                    )[0] == 200
+        assert post(client, "/v1/models/half_plus_two:regress", {"signature_name": "regress_x_to_y", **example}
+                    )[0] == 200
+        assert seen == [expected] * 3
+
+
+def test_a_rest_request_queued_behind_a_stuck_batch_answers_504(manager):
+    gate, started, ran = threading.Event(), threading.Event(), []
+    batchers = {}
+
+    def batcher_for(servable, signature):
+        def run(inputs):
+            ran.append(np.asarray(inputs["x"]).ravel().tolist())
+            if len(ran) == 1:
+                started.set()
+                gate.wait(30)
+            return servable.run(signature, inputs)
+        if signature.name not in batchers:
+            batchers[signature.name] = Batcher(run, BatchingParameters(num_batch_threads=1, max_batch_size=4,
+                                                                       batch_timeout_micros=0))
+        return batchers[signature.name].submit
+
+    plane = DataPlane(manager, batcher_for=batcher_for)
+    patient = create_app(RestAPI(plane)).test_client()
+    hurried = create_app(RestAPI(plane, timeout_ms=50)).test_client()
+    answers = []
+    first = threading.Thread(target=lambda: answers.append(
+        post(patient, "/v1/models/half_plus_two:predict", {"instances": [[1.0]]})))
+    first.start()
+    try:
+        assert started.wait(10)
+        status, message = error(hurried, "POST", "/v1/models/half_plus_two:predict", b'{"instances": [[7.0]]}')
+    finally:
+        gate.set()
+        first.join(10)
+        for b in batchers.values():
+            b.close()
+    assert status == 504
+    assert message == ("Run() timeout exceeded while waiting in batching queue (the request's time limit was "
+                       "50 ms); it was not run")
+    assert answers == [(200, {"predictions": [[2.5]]})]
+    assert ran == [[1.0]]

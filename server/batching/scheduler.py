@@ -7,6 +7,13 @@ holds closed batches plus one open batch; the open batch becomes runnable when i
 oldest task has waited `batch_timeout_micros`; a task that does not fit the open batch closes it;
 when `max_enqueued_batches` batches wait, new tasks are refused with TF Serving's "queue is full"
 error instead of growing a backlog.
+
+A caller may give `submit()` a time limit (`timeout_s`: REST's --rest_api_timeout_in_ms, a gRPC call's
+deadline). A caller still waiting when it runs out answers DEADLINE_EXCEEDED; if its task was still
+queued, the task is cancelled and never runs (the batch thread drops it when it takes the batch, and
+runs the other tasks of that batch as usual). A task whose limit has passed by the time its batch is
+taken is dropped the same way, as TF Serving's BatchingSession drops a batch whose tasks all timed out
+in the queue.
 """
 from __future__ import annotations
 
@@ -24,15 +31,24 @@ Tensors = dict[str, np.ndarray]
 
 
 class _Job:
-    """What one submit() waits for: one or (with splitting) several tasks."""
-    __slots__ = ("lock", "pending", "parts", "error")
+    """What one submit() waits for: one or (with splitting) several tasks.
 
-    def __init__(self, nparts: int):
+    `deadline` (time.monotonic(), None: no limit): past it the tasks are not run. `started` and
+    `cancelled` are set under the batcher's lock: `started` once a batch thread took one of its tasks
+    to run, `cancelled` once its caller gave up (or a batch thread found it past its deadline); the
+    batch threads never run a task of a cancelled job.
+    """
+    __slots__ = ("lock", "pending", "parts", "error", "deadline", "started", "cancelled")
+
+    def __init__(self, nparts: int, deadline: float | None = None):
         self.lock = threading.Lock()
         self.lock.acquire()           # released once every part is done
         self.pending = nparts
         self.parts: list = [None] * nparts
         self.error: ServingError | None = None
+        self.deadline = deadline
+        self.started = False
+        self.cancelled = False
 
 
 class _Task:
@@ -108,11 +124,20 @@ class Batcher:
 
     # -- caller side ------------------------------------------------------------------------
 
-    def submit(self, inputs: Tensors) -> Tensors:
-        """Run `inputs` as part of a batch; block until this request's rows of the outputs are ready."""
+    def submit(self, inputs: Tensors, timeout_s: float | None = None) -> Tensors:
+        """Run `inputs` as part of a batch; block until this request's rows of the outputs are ready.
+
+        `timeout_s`: how long the caller may wait (None: no limit). Past it, DEADLINE_EXCEEDED; a task
+        still queued then is cancelled and never runs.
+        """
         size = _batch_size(inputs)
         if size == 0:
             return self._run_direct(inputs)
+        deadline = None
+        if timeout_s is not None:
+            if timeout_s <= 0:
+                raise _queue_timeout(timeout_s)
+            deadline = time.monotonic() + timeout_s
         key = tuple((name, arr.dtype.str, arr.shape[1:]) for name, arr in sorted(inputs.items()))
         with self._cond:
             if self._closed:
@@ -123,16 +148,32 @@ class Batcher:
             queue = self._queues.get(key)
             if queue is None:
                 queue = self._queues[key] = _Queue()
-            job = self._enqueue_locked(queue, inputs, size)
+            job = self._enqueue_locked(queue, inputs, size, deadline)
             self._cond.notify()
-        job.lock.acquire()
+        if deadline is None:
+            job.lock.acquire()
+        elif not job.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            self._give_up(job, timeout_s)
         if job.error is not None:
             raise job.error
         if len(job.parts) == 1:
             return job.parts[0]
         return {k: np.concatenate([p[k] for p in job.parts]) for k in job.parts[0]}
 
-    def _enqueue_locked(self, queue: _Queue, inputs: Tensors, size: int) -> _Job:
+    def _give_up(self, job: _Job, timeout_s: float) -> None:
+        """The caller's time is up: cancel what has not started; raise DEADLINE_EXCEEDED unless the
+        answer arrived meanwhile (then return, the job's lock held, as after a normal wait)."""
+        with self._cond:
+            job.cancelled = True
+            started = job.started
+        if job.lock.acquire(blocking=False):
+            return
+        if not started:
+            raise _queue_timeout(timeout_s)
+        raise ServingError("DEADLINE_EXCEEDED", "Run() timeout exceeded while the batch with this request was "
+                                                f"running (the request's time limit was {_ms(timeout_s)} ms)")
+
+    def _enqueue_locked(self, queue: _Queue, inputs: Tensors, size: int, deadline: float | None = None) -> _Job:
         batches = queue.batches
         open_batch = batches[-1]
         max_exec = self._max_exec
@@ -159,7 +200,7 @@ class Batcher:
                     "The batch scheduling queue to which this task was submitted is full; currently "
                     f"{len(batches)} batches enqueued and max_enqueued_batches is {self._max_batches}")
             cuts = [0, size]
-        job = _Job(len(cuts) - 1)
+        job = _Job(len(cuts) - 1, deadline)
         now = time.monotonic()
         for i in range(len(cuts) - 1):
             lo, hi = cuts[i], cuts[i + 1]
@@ -211,12 +252,35 @@ class Batcher:
                     if self._closed:
                         return
                     batch, wait = self._next_batch_locked()
-                    if batch is not None:
+                    if batch is not None and self._start_locked(batch):
                         break
-                    cond.wait(wait)
+                    if batch is None:
+                        cond.wait(wait)
                 if any(len(q.batches) > 1 or q.batches[0].size for q in self._queues.values()):
                     cond.notify()    # more work waiting: wake another thread
             self._process(batch)
+
+    def _start_locked(self, batch: _Batch) -> bool:
+        """Drop the tasks of cancelled or timed-out jobs from a batch about to run; mark the others
+        started. False when no task is left to run."""
+        now = None
+        live = []
+        for t in batch.tasks:
+            job = t.job
+            if job.cancelled:
+                continue
+            if job.deadline is not None:
+                if now is None:
+                    now = time.monotonic()
+                if now >= job.deadline:
+                    job.cancelled = True     # its caller is about to give up: never run it
+                    continue
+            job.started = True
+            live.append(t)
+        if len(live) != len(batch.tasks):
+            batch.tasks = live
+            batch.size = sum(t.size for t in live)
+        return bool(live)
 
     def _process(self, batch: _Batch) -> None:
         tasks = batch.tasks
@@ -305,6 +369,15 @@ class Batcher:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}" if seconds >= 0.001 else f"{seconds * 1000:.3g}"
+
+
+def _queue_timeout(timeout_s: float) -> ServingError:
+    return ServingError("DEADLINE_EXCEEDED", "Run() timeout exceeded while waiting in batching queue (the "
+                                             f"request's time limit was {_ms(timeout_s)} ms); it was not run")
 
 
 def _describe(e: BaseException) -> str:

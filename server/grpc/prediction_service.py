@@ -8,6 +8,7 @@ multi_inference_helper.cc, get_model_metadata_impl.cc, server_core.cc).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -66,13 +67,13 @@ def fill_model_spec(out, result: dp.Result) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def predict(plane: dp.DataPlane, request: predict_pb2.PredictRequest,
-            content: bool = False) -> predict_pb2.PredictResponse:
+            content: bool = False, timeout_s: float | None = None) -> predict_pb2.PredictResponse:
     spec = model_spec(request)
 
     def decode(signature: Signature) -> dict[str, np.ndarray]:
-        return decode_inputs(request.inputs, signature)
+        return decode_inputs(request.inputs, signature, plane.check_elements)
 
-    result = plane.predict(spec, decode, output_filter=tuple(request.output_filter))
+    result = plane.predict(spec, decode, output_filter=tuple(request.output_filter), timeout_s=timeout_s)
     response = predict_pb2.PredictResponse()
     fill_model_spec(response.model_spec, result)
     outputs = response.outputs
@@ -87,18 +88,33 @@ def predict(plane: dp.DataPlane, request: predict_pb2.PredictRequest,
 _UNREAD = np.empty(0, np.float32)  # stands for an input not decoded because the request's keys are wrong
 
 
-def decode_inputs(inputs, signature: Signature) -> dict[str, np.ndarray]:
+def decode_inputs(inputs, signature: Signature, check_elements=None) -> dict[str, np.ndarray]:
     """The request's TensorProtos as arrays; "tensor parsing error: <alias>" for one TensorFlow cannot read.
 
     As TF Serving, a request whose input keys do not match the signature is refused for that first
     (the core's "input size does not match signature"), before any tensor is parsed.
+    `check_elements(count)` (DataPlane.check_elements) is called with the element count the shapes
+    declare before any tensor is decoded: a few bytes of TensorProto may declare billions of elements.
     """
     declared = signature.inputs
     sent = inputs.keys()
     if any(k not in declared for k in sent) or any(k not in sent and k not in _defaults(signature) for k in declared):
         return {k: _UNREAD for k in sent}
+    if check_elements is not None:
+        total = 0
+        for proto in inputs.values():
+            try:
+                total += math.prod(tensor_proto.shape_of(proto))
+            except tensor_proto.TensorProtoError:
+                pass  # refused as "tensor parsing error" below, in the aliases' order
+        check_elements(total)
     out = {}
     for alias in sorted(sent):
+        rank = len(inputs[alias].tensor_shape.dim)
+        if tensor_proto.NUMPY_MAX_DIMS < rank <= tensor_proto.MAX_DIMS:
+            # TensorFlow would read it; this server cannot hold it (no model takes such a tensor anyway).
+            raise invalid_argument(f"input tensor {alias} has {rank} dimensions; this server supports at most "
+                                   f"{tensor_proto.NUMPY_MAX_DIMS}")
         try:
             out[alias] = tensor_proto.to_ndarray(inputs[alias])
         except tensor_proto.TensorProtoError:
@@ -140,9 +156,9 @@ class LazyExamples(Sequence):
 
 
 def classify(plane: dp.DataPlane, request: classification_pb2.ClassificationRequest,
-             examples=None) -> classification_pb2.ClassificationResponse:
+             examples=None, timeout_s: float | None = None) -> classification_pb2.ClassificationResponse:
     spec = model_spec(request)
-    result = plane.classify(spec, examples if examples is not None else LazyExamples(request.input))
+    result = plane.classify(spec, examples if examples is not None else LazyExamples(request.input), timeout_s)
     response = classification_pb2.ClassificationResponse()
     fill_model_spec(response.model_spec, result)
     fill_classifications(response.result, result.outputs)
@@ -174,9 +190,9 @@ def _label(value) -> str:
 
 
 def regress(plane: dp.DataPlane, request: regression_pb2.RegressionRequest,
-            examples=None) -> regression_pb2.RegressionResponse:
+            examples=None, timeout_s: float | None = None) -> regression_pb2.RegressionResponse:
     spec = model_spec(request)
-    result = plane.regress(spec, examples if examples is not None else LazyExamples(request.input))
+    result = plane.regress(spec, examples if examples is not None else LazyExamples(request.input), timeout_s)
     response = regression_pb2.RegressionResponse()
     fill_model_spec(response.model_spec, result)
     fill_regressions(response.result, result.outputs)
@@ -188,8 +204,8 @@ def fill_regressions(out: regression_pb2.RegressionResult, outputs: dict[str, np
         out.regressions.add().value = value
 
 
-def multi_inference(plane: dp.DataPlane,
-                    request: inference_pb2.MultiInferenceRequest) -> inference_pb2.MultiInferenceResponse:
+def multi_inference(plane: dp.DataPlane, request: inference_pb2.MultiInferenceRequest,
+                    timeout_s: float | None = None) -> inference_pb2.MultiInferenceResponse:
     """Several classify/regress tasks of one model over one Input, on one version (multi_inference.cc).
 
     The version is chosen by the first task's ModelSpec and every task runs on it; the tasks are checked
@@ -232,10 +248,10 @@ def multi_inference(plane: dp.DataPlane,
         spec = dp.ModelSpec(model_name, version=version, signature_name=task.model_spec.signature_name)
         out = response.results.add()
         if task.method_name == tf_example.CLASSIFY_METHOD:
-            result = plane.classify(spec, examples)
+            result = plane.classify(spec, examples, timeout_s)
             fill_classifications(out.classification_result, result.outputs)
         else:
-            result = plane.regress(spec, examples)
+            result = plane.regress(spec, examples, timeout_s)
             fill_regressions(out.regression_result, result.outputs)
         fill_model_spec(out.model_spec, result)
     return response
@@ -262,7 +278,11 @@ def model_metadata(plane: dp.DataPlane, request: get_model_metadata_pb2.GetModel
 # ---------------------------------------------------------------------------------------------
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """`content`: write Predict outputs as tensor_content (--enable_serialization_as_tensor_content)."""
+    """`content`: write Predict outputs as tensor_content (--enable_serialization_as_tensor_content).
+
+    A call's deadline, when the client set one, is its time limit: as TF Serving sets the remaining time as
+    the run's timeout, here it bounds the time the request waits for its batch (DEADLINE_EXCEEDED past it).
+    """
 
     def __init__(self, plane: dp.DataPlane, metrics=None, content: bool = False):
         self.plane = plane
@@ -270,16 +290,19 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.call = Call(metrics)
 
     def Predict(self, request, context):
-        return self.call(context, "Predict", request.model_spec.name, predict, self.plane, request, self.content)
+        return self.call(context, "Predict", request.model_spec.name, predict, self.plane, request, self.content,
+                         context.time_remaining())
 
     def Classify(self, request, context):
-        return self.call(context, "Classify", request.model_spec.name, classify, self.plane, request)
+        return self.call(context, "Classify", request.model_spec.name, classify, self.plane, request, None,
+                         context.time_remaining())
 
     def Regress(self, request, context):
-        return self.call(context, "Regress", request.model_spec.name, regress, self.plane, request)
+        return self.call(context, "Regress", request.model_spec.name, regress, self.plane, request, None,
+                         context.time_remaining())
 
     def MultiInference(self, request, context):
-        return self.call(context, None, "", multi_inference, self.plane, request)
+        return self.call(context, None, "", multi_inference, self.plane, request, context.time_remaining())
 
     def GetModelMetadata(self, request, context):
         return self.call(context, None, request.model_spec.name, model_metadata, self.plane, request)

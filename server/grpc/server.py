@@ -48,6 +48,24 @@ SERVICE_NAMES = ("ModelService", "PredictionService",
                  "tensorflow.serving.ModelService", "tensorflow.serving.PredictionService")
 
 
+class _UndecodableRequest(logging.Filter):
+    """grpcio answers a request that is not a valid protobuf message (corrupt bytes, invalid UTF-8 in a string
+    field) with INTERNAL "Exception deserializing request!" before any handler runs, as TF Serving's C++ gRPC
+    answers INTERNAL for one it cannot parse; grpcio also logs the parser's traceback. Keep one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Exception deserializing message!" and record.exc_info:
+            error = record.exc_info[1]
+            record.msg = "gRPC request that is not a valid protobuf message -> INTERNAL: %s"
+            record.args = (" ".join(str(error).split()),)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_UNDECODABLE = _UndecodableRequest()
+
+
 def server_credentials(ssl) -> grpc.ServerCredentials | None:
     """TLS credentials from the SSLConfig's settings (None: plaintext)."""
     if ssl is None:
@@ -84,6 +102,7 @@ class GrpcServer:
 
     def start(self) -> "GrpcServer":
         opts = self.options
+        logging.getLogger("grpc._common").addFilter(_UNDECODABLE)  # once: a logger keeps one of each filter
         channel_args = [("grpc.max_receive_message_length", INT32_MAX),
                         ("grpc.max_send_message_length", INT32_MAX),
                         *parse_channel_arguments(opts.grpc_channel_arguments or "")]

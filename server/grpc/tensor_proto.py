@@ -3,13 +3,15 @@
 Reading (`to_ndarray`) follows `Tensor::FromProto`, which is what TF Serving runs on every gRPC input:
 - the shape is `tensor_shape.dim` (`unknown_rank` is ignored, as TensorShape ignores it); a negative
   dimension, more than 254 dimensions or an element count past int64 is an error;
-- an empty tensor (0 elements) is empty whatever the proto carries;
+- an empty tensor (0 elements) is empty whatever the proto carries (refused when NumPy cannot make an
+  array of its shape, e.g. [0, 2**63 - 1]);
 - `tensor_content` wins over the typed fields: the raw little-endian bytes, exactly elements x item size
   (read with `np.frombuffer`, no copy); for DT_STRING the varint lengths then the bytes;
 - otherwise the typed field (`float_val`, `int_val`, `half_val`, ...): more values than elements are cut,
   fewer are padded with the last value, none gives zeros (empty strings); narrow integer types keep the
   low bits of an `int_val` entry, as the C++ cast does;
-- DT_RESOURCE, DT_VARIANT, reference types and unknown enums are refused.
+- DT_RESOURCE, DT_VARIANT, reference types and unknown enums are refused;
+- a valid shape of more than 64 dimensions (TensorFlow allows 254) is refused: NumPy holds at most 64.
 `tf.make_ndarray` agrees wherever it does not fail (it fails on too many values).
 
 Writing (`write`) follows `Tensor::AsProtoField` (TF Serving's default for PredictResponse outputs):
@@ -28,6 +30,7 @@ import numpy as np
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
 MAX_DIMS = 254  # TensorShape::MaxDimensions()
+NUMPY_MAX_DIMS = 64  # the most dimensions a NumPy array may have (NPY_MAXDIMS in NumPy 2)
 _INT64_MAX = (1 << 63) - 1
 
 
@@ -133,10 +136,12 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
         name = types_pb2.DataType.Name(proto.dtype) if proto.dtype in types_pb2.DataType.values() else proto.dtype
         raise TensorProtoError(f"tensors of type {name} are not accepted")
     shape = shape_of(proto)
+    if len(shape) > NUMPY_MAX_DIMS:
+        raise TensorProtoError(f"shape has {len(shape)} dimensions; at most {NUMPY_MAX_DIMS} are supported here")
     n = math.prod(shape)
-    if n == 0:
-        return np.empty(shape, t.dtype)
     try:
+        if n == 0:
+            return np.empty(shape, t.dtype)
         content = proto.tensor_content
         if content:
             flat = _from_content(content, t, n)
@@ -145,6 +150,8 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
         return flat.reshape(shape)
     except MemoryError:
         raise TensorProtoError(f"no memory for a tensor of shape {list(shape)}") from None
+    except ValueError as e:  # e.g. an empty shape such as [0, 2**63 - 1]: valid for TensorFlow, too big for NumPy
+        raise TensorProtoError(f"NumPy cannot hold a tensor of shape {list(shape)}: {e}") from None
 
 
 def _from_content(content: bytes, t: _Type, n: int) -> np.ndarray:

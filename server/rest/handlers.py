@@ -24,10 +24,16 @@ def _proto_json(message) -> str:
 
 
 class RestAPI:
-    """predict, classify, regress, model status and metadata: bytes -> DataPlane -> bytes."""
+    """predict, classify, regress, model status and metadata: bytes -> DataPlane -> bytes.
 
-    def __init__(self, dataplane: DataPlane):
+    `timeout_ms` (--rest_api_timeout_in_ms; 0: none) is each request's time limit, as in TF Serving;
+    here it bounds the time a request waits for its batch (the model run itself is bounded by the
+    servable's run options).
+    """
+
+    def __init__(self, dataplane: DataPlane, timeout_ms: int = 0):
         self.dataplane = dataplane
+        self.timeout_s = timeout_ms / 1000 if timeout_ms > 0 else None
 
     def predict(self, name: str, version: int | None, label: str | None, body: bytes) -> bytes:
         doc = predict_request.parse_predict(body)  # parse_json, with a numeric tensor held aside unconverted
@@ -40,7 +46,7 @@ class RestAPI:
             return inputs
 
         try:
-            result = self.dataplane.predict(spec, decode)
+            result = self.dataplane.predict(spec, decode, timeout_s=self.timeout_s)
         except SignatureNotFound as exc:
             # TF Serving's REST handler looks the signature up itself, before the core, in its own words
             # (http_rest_api_handler.cc); gRPC answers the core's (predict_util.cc).
@@ -50,11 +56,11 @@ class RestAPI:
 
     def classify(self, name: str, version: int | None, label: str | None, body: bytes) -> bytes:
         spec, examples = self._examples_request(name, version, label, body)
-        return tf_example_json.encode_classify(self.dataplane.classify(spec, examples).outputs)
+        return tf_example_json.encode_classify(self.dataplane.classify(spec, examples, self.timeout_s).outputs)
 
     def regress(self, name: str, version: int | None, label: str | None, body: bytes) -> bytes:
         spec, examples = self._examples_request(name, version, label, body)
-        return tf_example_json.encode_regress(self.dataplane.regress(spec, examples).outputs)
+        return tf_example_json.encode_regress(self.dataplane.regress(spec, examples, self.timeout_s).outputs)
 
     @staticmethod
     def _examples_request(name, version, label, body) -> tuple[ModelSpec, list[bytes]]:
