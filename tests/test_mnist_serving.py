@@ -75,11 +75,23 @@ def test_metadata_shows_the_call_signature(served):
     assert [d["size"] for d in spec["tensor_shape"]["dim"]] == ["-1", "28", "28", "1"]
 
 
-def test_flat_images_are_refused_before_the_model_runs(served, data):
-    # A common mistake: 784 flat pixels instead of 28x28x1.
+def test_flat_images_are_fed_as_tf_serving_feeds_them(served, data, mlp_run):
+    # 784 flat pixels instead of 28x28x1: TF Serving feeds the tensor without comparing it to the declared
+    # shape, and this model flattens its input first, so it answers; so does this server, with the same
+    # probabilities as for the 28x28x1 images.
+    images = data.test_data[0:2]
     r = requests.post(f"{served.url}/v1/models/MLP:predict",
-                      json={"signature_name": "call", "instances": data.test_data[0:2].reshape(2, 784).tolist()})
+                      json={"signature_name": "call", "instances": images.reshape(2, 784).tolist()})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(np.array(r.json()["predictions"]), mlp_run.model(images).numpy(), atol=1e-5)
+
+
+def test_a_shape_the_model_cannot_take_names_the_input(served, data):
+    # When the model itself fails, the answer names the input, what it declares and what arrived.
+    ten_pixels = data.test_data[0:2].reshape(2, 784)[:, :10]
+    r = requests.post(f"{served.url}/v1/models/MLP:predict",
+                      json={"signature_name": "call", "instances": ten_pixels.tolist()})
     assert r.status_code == 400
     message = r.json()["error"]
     assert "inputs" in message and "float" in message
-    assert "[-1,28,28,1]" in message.replace(" ", "") and "[2,784]" in message.replace(" ", "")
+    assert "[-1,28,28,1]" in message.replace(" ", "") and "[2,10]" in message.replace(" ", "")
