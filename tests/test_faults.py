@@ -165,7 +165,14 @@ def test_sigterm_under_load_finishes_in_flight_requests(testdata, tmp_path):
         assert not load.hung, load.hung[:3]
         # Every request the server took in got its answer: no 5xx, no half answer, no reset mid-request.
         assert not load.http_errors, load.http_errors[:3]
-        assert all("refused" in e or "Max retries" in e for e in load.conn_errors), load.conn_errors[:3]
+        # The clients keep their connections alive: when the server closes an idle kept-alive connection
+        # just as a client sends its next request on it (a race HTTP/1.1 allows, RFC 9112 9.3.1), that
+        # client sees "closed without response" for a request the server never read. At most once per
+        # client; any other connection error is a refused new connection.
+        closed = [e for e in load.conn_errors if "RemoteDisconnected" in e]
+        assert len(closed) <= 8, closed[:3]
+        assert all("refused" in e or "Max retries" in e for e in load.conn_errors if e not in closed), \
+            load.conn_errors[:3]
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", s.port), timeout=2):
             pass
 
