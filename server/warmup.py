@@ -28,8 +28,11 @@ def warmup_path(version_path: str) -> str:
     return os.path.join(version_path, WARMUP_FILE)
 
 
-def run_warmup(servable, num_request_iterations: int = 1) -> int:
-    """Replay the servable's warm-up file; returns the number of records. Raises ServingError."""
+def run_warmup(servable, num_request_iterations: int = 1, batcher_for=None) -> int:
+    """Replay the servable's warm-up file; returns the number of records. Raises ServingError.
+
+    With `batcher_for` (batching.BatcherPool.batcher_for), records run through the version's batchers, as
+    requests will (TF Serving warms its batching session up the same way), so those are warm too."""
     path = warmup_path(servable.path)
     if not os.path.exists(path):
         return 0
@@ -46,8 +49,12 @@ def run_warmup(servable, num_request_iterations: int = 1) -> int:
             raise ServingError("INVALID_ARGUMENT",
                                f"Failed to parse warmup record {count} from {path}") from None
         signature, inputs = _request(servable, entry)
+        batcher = batcher_for(servable, signature) if batcher_for is not None else None
         for _ in range(num_request_iterations):
-            servable.run(signature, inputs)
+            if batcher is not None:
+                batcher(inputs)
+            else:
+                servable.run(signature, inputs)
     log.info("Finished reading warmup data for model at %s. Number of warmup records read: %d.",
              path, count)
     return count

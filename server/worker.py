@@ -49,14 +49,18 @@ def make_loader(options: LoaderOptions):
                              inter_op_threads=session.inter_op_parallelism_threads)
 
 
-def make_warmup(options: LoaderOptions):
-    """`warmup(servable) -> number of records replayed` (0 when warm-up is off)."""
+def make_warmup(options: LoaderOptions, batchers=None):
+    """`warmup(servable) -> number of records replayed` (0 when warm-up is off); with `batchers`
+    (batching.BatcherPool), records run through the version's batchers, as its requests will."""
     if not options.enable_model_warmup:
         return lambda servable: 0
     from .warmup import run_warmup
+    kwargs = {}
     if options.num_request_iterations_for_warmup > 0:
-        return functools.partial(run_warmup, num_request_iterations=options.num_request_iterations_for_warmup)
-    return run_warmup
+        kwargs["num_request_iterations"] = options.num_request_iterations_for_warmup
+    if batchers is not None:
+        kwargs["batcher_for"] = batchers.batcher_for
+    return functools.partial(run_warmup, **kwargs) if kwargs else run_warmup
 
 
 # The gRPC front end: a module of the server.grpc package with a class GrpcServer(dataplane, options, metrics)
@@ -99,7 +103,7 @@ class Worker:
         loader = make_loader(options.loader)
         if self.batchers is not None and self.batchers.per_model:
             loader = _with_version_batching(loader, self.batchers)
-        warmup = make_warmup(options.loader)
+        warmup = make_warmup(options.loader, self.batchers)
         self.metrics = None
         if options.prometheus is not None:
             from . import monitoring

@@ -19,6 +19,7 @@ class Recorder:
     def __init__(self, servable):
         self._servable = servable
         self.path, self.signatures, self.get_signature = servable.path, servable.signatures, servable.get_signature
+        self.name, self.version = servable.name, servable.version
         self.runs = []
 
     def run(self, signature, inputs):
@@ -74,6 +75,28 @@ def test_predict_records_are_replayed_num_request_iterations_times(version_dir):
     assert [r[0] for r in s.runs] == ["serving_default"] * 6
     assert s.runs[0][2]["y"].ravel().tolist() == [2.5, 3.0]
     assert s.runs[5][2]["y"].ravel().tolist() == [5.0]
+
+
+def test_records_run_through_the_versions_batchers(version_dir):
+    # With batching on, warm-up goes through the batcher the version's requests will use (as TF Serving's
+    # batching session is warmed up), and the answers are the same.
+    from server.batching import BatcherPool
+    write_warmup(version_dir, [predict_log(x=np.array([[1.0], [2.0]], np.float32))])
+    s = Recorder(load_servable("m", 1, str(version_dir)))
+    pool = BatcherPool()
+    asked = []
+
+    def batcher_for(servable, signature):
+        asked.append((servable, signature.name))
+        return pool.batcher_for(servable, signature)
+
+    try:
+        assert run_warmup(s, num_request_iterations=2, batcher_for=batcher_for) == 1
+    finally:
+        pool.close()
+    assert asked == [(s, "serving_default")]
+    assert [r[0] for r in s.runs] == ["serving_default"] * 2       # the batcher ran the servable
+    assert s.runs[1][2]["y"].ravel().tolist() == [2.5, 3.0]
 
 
 def test_classify_and_regress_records_feed_serialized_examples(version_dir):
