@@ -68,3 +68,18 @@ def grpc_served(testdata, mlp_run, tmp_path_factory):
     yield served
     served.channel.close()
     server.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def settled_manager(config_text: str, folder: pathlib.Path):
+    """A ModelManager serving a ModelServerConfig text (written into `folder`), every load settled; stopped after."""
+    from server import config
+    from server.lifecycle import ModelManager
+    path = folder / "models.config"
+    path.write_text(config_text)
+    mgr = ModelManager(config.read_config_file(str(path)), file_system_poll_wait_seconds=0).start()
+    try:
+        assert mgr.wait_until_settled(120)
+        yield mgr
+    finally:
+        mgr.stop()

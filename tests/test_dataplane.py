@@ -19,6 +19,8 @@ from server.errors import ServingError
 from server.lifecycle import ModelManager
 from server.signatures import check_method_name
 
+from .conftest import settled_manager
+
 CONFIG = """
 model_config_list {
   config {
@@ -35,12 +37,8 @@ model_config_list {
 
 @pytest.fixture(scope="module")
 def manager(testdata, tmp_path_factory):
-    path = tmp_path_factory.mktemp("cfg") / "models.config"
-    path.write_text(CONFIG % {"td": testdata})
-    mgr = ModelManager(config.read_config_file(str(path)), file_system_poll_wait_seconds=0).start()
-    assert mgr.wait_until_settled(120)
-    yield mgr
-    mgr.stop()
+    with settled_manager(CONFIG % {"td": testdata}, tmp_path_factory.mktemp("cfg")) as mgr:
+        yield mgr
 
 
 @pytest.fixture(scope="module")

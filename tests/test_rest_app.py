@@ -10,13 +10,13 @@ import threading
 import numpy as np
 import pytest
 
-from server import config
 from server.batching.parameters import BatchingParameters
 from server.batching.scheduler import Batcher
 from server.dataplane import DataPlane
-from server.lifecycle import ModelManager
 from server.rest.app import create_app
 from server.rest.handlers import RestAPI
+
+from .conftest import settled_manager
 
 CONFIG = """
 model_config_list {
@@ -37,12 +37,8 @@ model_config_list {
 
 @pytest.fixture(scope="module")
 def manager(testdata, tmp_path_factory):
-    path = tmp_path_factory.mktemp("cfg") / "models.config"
-    path.write_text(CONFIG % {"td": testdata})
-    mgr = ModelManager(config.read_config_file(str(path)), file_system_poll_wait_seconds=0).start()
-    assert mgr.wait_until_settled(120)
-    yield mgr
-    mgr.stop()
+    with settled_manager(CONFIG % {"td": testdata}, tmp_path_factory.mktemp("cfg")) as mgr:
+        yield mgr
 
 
 @pytest.fixture(scope="module")
