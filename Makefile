@@ -65,7 +65,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 test: lint setup ray-deps node-deps wrk h2load chromium
-	$(PY) -m pytest
+	$(PY) -m pytest --tb=short
 
 # The long form of tests/test_ray_serve.py: a node killed under load, replaced, autoscaling (~2-3 min).
 test-ray: setup ray-deps

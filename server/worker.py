@@ -129,7 +129,13 @@ class Worker:
         self.front_ends = make_front_ends(self)
 
     def start(self) -> "Worker":
+        """Load the models, then open the front ends. As TF Serving (ServerCore waits until the
+        configured models are available before its servers start), a worker answers no request
+        before the first load attempt of every version it serves is over: with several workers,
+        one still loading never answers "Servable not found" while another already serves."""
         self.manager.start()
+        log.info("Loading the models before serving...")
+        self.manager.wait_until_settled()
         opts = self.options
         if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
             self.manager.watch_config_file(opts.model_config_file, opts.model_config_file_poll_wait_seconds)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import pathlib
+import sys
 from typing import Self
 
 LOOPBACK = "127.0.0.1"
@@ -122,16 +123,25 @@ class LocalRayCluster:
         # ... and for this one, when Ray was imported before the variable was set.
         ray_constants.ENABLE_RAY_CLUSTER = False
 
-        self.cluster = Cluster(initialize_head=True, head_node_args=self._node_args(num_cpus=0))
-        try:
-            for _ in range(self.worker_count):
-                self.add_node()
-            ray.init(address=self.cluster.address, logging_level="WARNING", runtime_env=RUNTIME_ENV)
-            self.cluster.wait_for_nodes()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
+        # Ray gives a node 30 s to register with the head; on a loaded 2-core machine that can run out
+        # once (seen in a CI run). A second try starts from nothing; a second failure is the error.
+        for attempt in (1, 2):
+            try:
+                self.cluster = Cluster(initialize_head=True, head_node_args=self._node_args(num_cpus=0))
+                for _ in range(self.worker_count):
+                    self.add_node()
+                ray.init(address=self.cluster.address, logging_level="WARNING", runtime_env=RUNTIME_ENV)
+                self.cluster.wait_for_nodes()
+                return self
+            except Exception as e:
+                self.__exit__()
+                if attempt == 2:
+                    raise
+                print(f"raycluster: the local cluster did not start ({e!r}); starting it again", file=sys.stderr)
+            except BaseException:
+                self.__exit__()
+                raise
+        raise AssertionError("unreachable")
 
     def _node_args(self, **extra) -> dict:
         return {
@@ -171,3 +181,4 @@ class LocalRayCluster:
             if self.cluster is not None:
                 self.cluster.shutdown()
                 self.cluster = None
+            self.workers = []

@@ -141,3 +141,45 @@ def test_grpc_front_end_is_started_and_stopped_with_the_worker(testdata, monkeyp
     worker.stop()
     assert events == [("made", True, 9123), "start", "stop"]
     assert worker_mod.Worker(cli.build_options([*base, "--port=0"])).front_ends == []   # gRPC off
+
+
+def test_front_ends_open_only_after_the_first_load(testdata, monkeypatch):
+    """As TF Serving's ServerCore, a worker serves nothing before its models' first load is over: with
+    several workers, one still loading must not answer 404 "Servable not found" beside a ready one."""
+    import time
+    make_loader = worker_mod.make_loader
+    seen = []
+
+    def slow_loader(options):
+        load = make_loader(options)
+
+        def slow(name, version, path):
+            time.sleep(1.0)
+            return load(name, version, path)
+        return slow
+
+    class GrpcServer:
+        def __init__(self, dataplane, options, metrics=None):
+            pass
+
+        def start(self):
+            seen.append(worker.manager.available_versions("m"))
+
+        def stop(self):
+            pass
+
+    import sys
+    import types
+    monkeypatch.setattr(worker_mod, "make_loader", slow_loader)
+    monkeypatch.setitem(sys.modules, "server.grpc.server", types.SimpleNamespace(GrpcServer=GrpcServer))
+    monkeypatch.setattr(worker_mod, "grpc_front_end_available", lambda: True)
+    options = cli.build_options(["--rest_api_port=8501", "--port=9123", "--model_name=m",
+                                 f"--model_base_path={testdata / 'saved_model_half_plus_two_cpu'}"])
+    worker = worker_mod.Worker(options)
+    try:
+        worker.start()
+        assert seen == [[123]]                                   # the front end opened with the model loaded
+        r = worker.app.test_client().post("/v1/models/m:predict", data=BODY)
+        assert r.status_code == 200, r.data
+    finally:
+        worker.stop()
