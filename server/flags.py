@@ -70,7 +70,6 @@ NOT_HONOURED = {
     "xla_cpu_compilation_enabled": "the model loader does not take it yet",
     "xla_gpu_compilation_enabled": "the model loader does not take it yet",
     "platform_config_file": "the model loader does not take it yet (the file is read and checked)",
-    "enable_profiler": "TensorFlow's profiler service is not started yet",
     "thread_pool_factory_config_file": "the model loader does not take it yet (the file is read and checked)",
     "skip_initialize_tpu": "no TPU support: nothing is initialized either way",
 }
@@ -203,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
          _positive_int, 1, "N")
     flag("thread_pool_factory_config_file", "A ThreadPoolFactoryConfig in protobuf text format.", "''",
          str, "", "FILE")
-    flag("enable_profiler", "Start TensorFlow's profiler service.", "true", _bool, True)
+    flag("enable_profiler", "Serve TensorFlow's profiler service on the gRPC port, for "
+         "tf.profiler.experimental.client.trace('grpc://HOST:PORT', ...) and TensorBoard's profile capture.",
+         "true", _bool, True)
     flag("skip_initialize_tpu", "Skip initializing a TPU at start. No effect on a machine without a "
          "TPU.", "false", _bool, False)
     flag("monitoring_config_file", "A MonitoringConfig in protobuf text format; with prometheus_config "

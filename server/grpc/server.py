@@ -4,6 +4,7 @@ As tensorflow_model_server (model_servers/server.cc):
 - `--port` (0: no TCP port) and `--grpc_socket_path` (also a Unix socket), both with the same credentials;
 - `--ssl_config_file`: server key and certificate, `custom_ca` as the roots client certificates are
   checked against, `client_verify` to require one;
+- `--enable_profiler` (on by default, as TF Serving): TensorFlow's profiler service (profiler.py) on both;
 - messages up to INT32_MAX bytes both ways; `--grpc_channel_arguments` ("key=value,key=value", a value
   that reads as a 32-bit integer is passed as one) applied after that, so they can override it;
 - `--enable_grpc_healthcheck_service`: grpc.health.v1.Health answers SERVING for "" and the two services
@@ -40,6 +41,7 @@ from .. import dataplane as dp
 from .channel_args import GrpcError, parse_channel_arguments
 from .model_service import ModelService
 from .prediction_service import PredictionService
+from .profiler import add_profiler_service
 
 log = logging.getLogger("server.grpc")
 
@@ -83,8 +85,8 @@ class GrpcServer:
     """`GrpcServer(plane, options, metrics).start()` ... `.stop()`.
 
     `options`: the server's Options (port, grpc_socket_path, grpc_channel_arguments, grpc_max_threads,
-    enable_grpc_healthcheck_service, ssl_config, enable_serialization_as_tensor_content, rest_api_host,
-    models). `metrics`: monitoring.Metrics, or None.
+    enable_grpc_healthcheck_service, ssl_config, enable_profiler, enable_serialization_as_tensor_content,
+    rest_api_host, models). `metrics`: monitoring.Metrics, or None.
     """
 
     def __init__(self, plane: dp.DataPlane, options, metrics=None):
@@ -113,6 +115,9 @@ class GrpcServer:
             PredictionService(self.plane, self.metrics, content=bool(opts.enable_serialization_as_tensor_content)),
             server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.plane), server)
+        if getattr(opts, "enable_profiler", False):
+            add_profiler_service(server)
+            log.info("Profiler service is enabled")
         if opts.enable_grpc_healthcheck_service:
             self.health = _add_health(server)
         credentials = server_credentials(getattr(opts, "ssl_config", None))
