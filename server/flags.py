@@ -66,7 +66,6 @@ def _fraction(text: str) -> float:
 # tensorflow_model_server flags that are accepted and stored in Options but change nothing yet.
 # Giving one logs one warning line that names it (cli.warn_not_honoured); never silently ignored.
 NOT_HONOURED = {
-    "use_alts_credentials": "ALTS credentials (Google Cloud only) are not supported: use --ssl_config_file",
     "xla_cpu_compilation_enabled": "the model loader does not take it yet",
     "xla_gpu_compilation_enabled": "the model loader does not take it yet",
     "platform_config_file": "the model loader does not take it yet (the file is read and checked)",
@@ -117,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
          _bool, False)
     flag("ssl_config_file", "An SSLConfig in protobuf text format (server_key, server_cert, custom_ca, "
          "client_verify): serve gRPC over TLS.", "''", metavar="FILE")
-    flag("use_alts_credentials", "Use Google ALTS credentials for gRPC (only on Google Cloud).", "false",
-         _bool, False)
+    flag("use_alts_credentials", "Serve gRPC with Google ALTS credentials (only on Google Cloud, where gRPC "
+         "makes them; not with --ssl_config_file).", "false", _bool, False)
     flag("enable_serialization_as_tensor_content", "Write gRPC predict responses' tensors as "
          "tensor_content bytes.", "false", _bool, False)
     flag("rest_api_port", "Port for the HTTP/REST API; 0: no REST API. Must differ from --port.",
