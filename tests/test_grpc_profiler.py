@@ -142,3 +142,14 @@ def test_without_the_flag_there_is_no_profiler_service(tmp_path, capfd):
         assert not list(tmp_path.glob("plugins/profile/*/*.xplane.pb"))
     finally:
         server.stop(0)
+
+
+def test_where_the_xspace_goes_and_the_session_settings(tmp_path):
+    request = _profile_request(repository_root=str(tmp_path), session_id="run", host_name="10.0.0.2:8500")
+    assert profiler.save_xspace(request, b"x") == str(tmp_path / "run" / "10.0.0.2_8500.xplane.pb")
+    request.opts.override_hostname = "worker-0"        # as TensorFlow's service: the override names the file
+    assert (tmp_path / "run" / "10.0.0.2_8500.xplane.pb").read_bytes() == b"x"
+    assert profiler.save_xspace(request, b"y") == str(tmp_path / "run" / "worker-0.xplane.pb")
+    assert profiler.session_options(request.opts) == {"host_tracer_level": 2, "device_tracer_level": 0,
+                                                      "python_tracer_level": 0}
+    assert profiler.session_options(profiler.messages()["ProfileRequest"]().opts) == {}   # TensorFlow's defaults

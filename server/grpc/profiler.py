@@ -96,14 +96,19 @@ class Session:
                 raise SessionError("the profiler session collected no XSpace")
             with open(paths[0], "rb") as f:
                 return f.read()
-        except OSError as exc:
-            raise SessionError(str(exc)) from None
+        except SessionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - TensorFlow's errors and the file system's, by message
+            raise SessionError(getattr(exc, "message", None) or str(exc)) from None
         finally:
             shutil.rmtree(self._dir, ignore_errors=True)
 
     def discard(self) -> None:
+        """Stop without keeping what was collected."""
         try:
             self._session.stop()
+        except Exception as exc:  # noqa: BLE001 - nothing to answer: the call has ended
+            log.warning("Profiler session did not stop cleanly: %s", exc)
         finally:
             shutil.rmtree(self._dir, ignore_errors=True)
 
