@@ -26,6 +26,8 @@ VERSION = flags.VERSION
 # flags.NOT_HONOURED for the ones that have no effect yet).
 UNSUPPORTED_FLAGS: dict[str, str] = {}
 
+ALTS_WITH_SSL = "Either use_alts_credentials must be false or ssl_config_file must be empty."
+
 
 def grpc_available() -> bool:
     """Whether this build has a gRPC front end (worker.GRPC_FRONT_END)."""
@@ -54,7 +56,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, froze
         except GrpcError as exc:
             parser.error(str(exc))
     if args.use_alts_credentials and args.ssl_config_file:
-        parser.error("Either --use_alts_credentials must be false or --ssl_config_file must be empty.")
+        # As tensorflow_model_server (Server::BuildAndStart, main.cc): on stdout, exit status 255.
+        print(f"Failed to start server. Error: INVALID_ARGUMENT: {ALTS_WITH_SSL}")
+        raise SystemExit(255)
     if (args.tensorflow_intra_op_parallelism > 0 and args.tensorflow_inter_op_parallelism > 0
             and args.tensorflow_session_parallelism > 0):
         parser.error("Either configure --tensorflow_session_parallelism or (--tensorflow_intra_op_parallelism, "
@@ -115,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         check_port_free(options.rest_api_host, options.rest_api_port)
     if options.grpc_enabled and options.port:
         check_port_free(options.rest_api_host, options.port, "--port", reuse_port=True)
+    if options.grpc_enabled and options.use_alts_credentials:
+        from .grpc.credentials import ALTS_UNAVAILABLE, alts_available
+        if not alts_available():   # never serve in plaintext instead
+            print(f"error: {ALTS_UNAVAILABLE}", file=sys.stderr)
+            return 1
     filter_gpu_probe_noise()   # before any worker imports TensorFlow
     if not options.rest_enabled:
         from .worker import serve_in_process

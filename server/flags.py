@@ -66,11 +66,9 @@ def _fraction(text: str) -> float:
 # tensorflow_model_server flags that are accepted and stored in Options but change nothing yet.
 # Giving one logs one warning line that names it (cli.warn_not_honoured); never silently ignored.
 NOT_HONOURED = {
-    "use_alts_credentials": "ALTS credentials (Google Cloud only) are not supported: use --ssl_config_file",
     "xla_cpu_compilation_enabled": "the model loader does not take it yet",
     "xla_gpu_compilation_enabled": "the model loader does not take it yet",
     "platform_config_file": "the model loader does not take it yet (the file is read and checked)",
-    "enable_profiler": "TensorFlow's profiler service is not started yet",
     "thread_pool_factory_config_file": "the model loader does not take it yet (the file is read and checked)",
     "skip_initialize_tpu": "no TPU support: nothing is initialized either way",
 }
@@ -118,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
          _bool, False)
     flag("ssl_config_file", "An SSLConfig in protobuf text format (server_key, server_cert, custom_ca, "
          "client_verify): serve gRPC over TLS.", "''", metavar="FILE")
-    flag("use_alts_credentials", "Use Google ALTS credentials for gRPC (only on Google Cloud).", "false",
-         _bool, False)
+    flag("use_alts_credentials", "Serve gRPC with Google ALTS credentials (only on Google Cloud, where gRPC "
+         "makes them; not with --ssl_config_file).", "false", _bool, False)
     flag("enable_serialization_as_tensor_content", "Write gRPC predict responses' tensors as "
          "tensor_content bytes.", "false", _bool, False)
     flag("rest_api_port", "Port for the HTTP/REST API; 0: no REST API. Must differ from --port.",
@@ -203,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
          _positive_int, 1, "N")
     flag("thread_pool_factory_config_file", "A ThreadPoolFactoryConfig in protobuf text format.", "''",
          str, "", "FILE")
-    flag("enable_profiler", "Start TensorFlow's profiler service.", "true", _bool, True)
+    flag("enable_profiler", "Serve TensorFlow's profiler service on the gRPC port, for "
+         "tf.profiler.experimental.client.trace('grpc://HOST:PORT', ...) and TensorBoard's profile capture.",
+         "true", _bool, True)
     flag("skip_initialize_tpu", "Skip initializing a TPU at start. No effect on a machine without a "
          "TPU.", "false", _bool, False)
     flag("monitoring_config_file", "A MonitoringConfig in protobuf text format; with prometheus_config "

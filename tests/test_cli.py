@@ -42,8 +42,6 @@ def test_bool_flags_take_tf_servings_forms():
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--use_alts_credentials", "--ssl_config_file=s.txt"],
-     "Either --use_alts_credentials must be false or --ssl_config_file must be empty."),
     (["--tensorflow_session_parallelism=2", "--tensorflow_intra_op_parallelism=2",
       "--tensorflow_inter_op_parallelism=2"], "You cannot configure all."),
     (["--per_process_gpu_memory_fraction=1.5"], "expected a number from 0.0 to 1.0"),
@@ -53,6 +51,15 @@ def test_checks_before_start(argv, needle, capsys):
     with pytest.raises(SystemExit) as e:
         cli.parse_args([*BASE, *argv])
     assert e.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_alts_with_tls_is_refused_as_tf_serving_refuses_it(capsys):
+    # tensorflow_model_server: Server::BuildAndStart's error, printed on stdout by main.cc, exit status 255.
+    with pytest.raises(SystemExit) as e:
+        cli.parse_args([*BASE, "--use_alts_credentials", "--ssl_config_file=s.txt"])
+    assert e.value.code == 255
+    assert capsys.readouterr().out == ("Failed to start server. Error: INVALID_ARGUMENT: Either use_alts_credentials "
+                                       "must be false or ssl_config_file must be empty.\n")
 
 
 def test_no_rest_port_needs_a_grpc_front_end(capsys, monkeypatch):
@@ -73,10 +80,11 @@ def test_no_rest_port_needs_a_grpc_front_end(capsys, monkeypatch):
 
 def test_flags_that_change_nothing_yet_are_named_in_one_warning_each(caplog):
     caplog.set_level(logging.WARNING, logger="server")
-    given = frozenset({"port", "enable_profiler", "max_num_load_retries", "model_name", "use_alts_credentials"})
+    idle = sorted(flags.NOT_HONOURED)[:2]
+    given = frozenset({"port", "enable_profiler", "max_num_load_retries", "model_name", "use_alts_credentials", *idle})
     lines = cli.warn_not_honoured(given, grpc=True)
-    # --port and the other gRPC flags are served; ALTS credentials are not.
-    assert [line.split()[0] for line in lines] == ["--enable_profiler", "--use_alts_credentials"]
+    # --port, the other gRPC flags, the profiler and ALTS credentials are served; the rest is named.
+    assert [line.split()[0] for line in lines] == [f"--{name}" for name in idle]
     assert [r.getMessage() for r in caplog.records] == lines
     assert all("is accepted but has no effect in this server yet" in line for line in lines)
     assert set(flags.NOT_HONOURED) <= set(flags.tf_flag_names())

@@ -4,6 +4,9 @@ As tensorflow_model_server (model_servers/server.cc):
 - `--port` (0: no TCP port) and `--grpc_socket_path` (also a Unix socket), both with the same credentials;
 - `--ssl_config_file`: server key and certificate, `custom_ca` as the roots client certificates are
   checked against, `client_verify` to require one;
+- `--use_alts_credentials`: Google's ALTS credentials on both instead (credentials.py: only on Google
+  Cloud; elsewhere the server does not start, as it never falls back to plaintext);
+- `--enable_profiler` (on by default, as TF Serving): TensorFlow's profiler service (profiler.py) on both;
 - messages up to INT32_MAX bytes both ways; `--grpc_channel_arguments` ("key=value,key=value", a value
   that reads as a 32-bit integer is passed as one) applied after that, so they can override it;
 - `--enable_grpc_healthcheck_service`: grpc.health.v1.Health answers SERVING for "" and the two services
@@ -38,8 +41,10 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from .. import dataplane as dp
 from .channel_args import GrpcError, parse_channel_arguments
+from .credentials import ALTS_UNAVAILABLE, alts_available, server_credentials
 from .model_service import ModelService
 from .prediction_service import PredictionService
+from .profiler import add_profiler_service
 
 log = logging.getLogger("server.grpc")
 
@@ -66,25 +71,12 @@ class _UndecodableRequest(logging.Filter):
 _UNDECODABLE = _UndecodableRequest()
 
 
-def server_credentials(ssl) -> grpc.ServerCredentials | None:
-    """TLS credentials from the SSLConfig's settings (None: plaintext)."""
-    if ssl is None:
-        return None
-    if not ssl.server_key or not ssl.server_cert:
-        raise GrpcError("--ssl_config_file: server_key and server_cert are both required")
-    return grpc.ssl_server_credentials(
-        [(ssl.server_key.encode(), ssl.server_cert.encode())],
-        root_certificates=ssl.custom_ca.encode() if ssl.custom_ca else None,
-        require_client_auth=bool(ssl.client_verify),
-    )
-
-
 class GrpcServer:
     """`GrpcServer(plane, options, metrics).start()` ... `.stop()`.
 
     `options`: the server's Options (port, grpc_socket_path, grpc_channel_arguments, grpc_max_threads,
-    enable_grpc_healthcheck_service, ssl_config, enable_serialization_as_tensor_content, rest_api_host,
-    models). `metrics`: monitoring.Metrics, or None.
+    enable_grpc_healthcheck_service, ssl_config, use_alts_credentials, enable_profiler,
+    enable_serialization_as_tensor_content, rest_api_host, models). `metrics`: monitoring.Metrics, or None.
     """
 
     def __init__(self, plane: dp.DataPlane, options, metrics=None):
@@ -113,15 +105,21 @@ class GrpcServer:
             PredictionService(self.plane, self.metrics, content=bool(opts.enable_serialization_as_tensor_content)),
             server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.plane), server)
+        if getattr(opts, "enable_profiler", False):
+            add_profiler_service(server)
+            log.info("Profiler service is enabled")
         if opts.enable_grpc_healthcheck_service:
             self.health = _add_health(server)
-        credentials = server_credentials(getattr(opts, "ssl_config", None))
+        alts = bool(getattr(opts, "use_alts_credentials", False))
+        credentials = server_credentials(getattr(opts, "ssl_config", None), alts=alts)
+        log.info("Using %s", "ALTS credentials" if alts else "SSL credentials" if credentials is not None
+                 else "InsecureServerCredentials")
         if opts.port:
             address = f"{_host(opts.rest_api_host)}:{opts.port}"
-            self.port = _bind(server, address, credentials)
+            self.port = _bind(server, address, credentials, alts)
             log.info("Running gRPC ModelServer at %s ...", address)
         if opts.grpc_socket_path:
-            _bind(server, f"unix:{opts.grpc_socket_path}", credentials)
+            _bind(server, f"unix:{opts.grpc_socket_path}", credentials, alts)
             log.info("Running gRPC ModelServer at UNIX socket %s ...", opts.grpc_socket_path)
         server.start()
         self.server = server
@@ -169,7 +167,9 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def _bind(server: grpc.Server, address: str, credentials) -> int:
+def _bind(server: grpc.Server, address: str, credentials, alts: bool = False) -> int:
+    if alts and not alts_available():
+        raise GrpcError(f"cannot listen for gRPC on {address}: {ALTS_UNAVAILABLE}")
     try:
         port = (server.add_secure_port(address, credentials) if credentials is not None
                 else server.add_insecure_port(address))
