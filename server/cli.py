@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, froze
         print(f"Failed to start server. Error: INVALID_ARGUMENT: {ALTS_WITH_SSL}")
         raise SystemExit(255)
     if (args.tensorflow_intra_op_parallelism > 0 and args.tensorflow_inter_op_parallelism > 0
-            and args.tensorflow_session_parallelism > 0):
+            and args.tensorflow_session_parallelism > 0 and not args.platform_config_file):
+        # server.cc checks these only when it builds the session config from the flags, not from the file.
         parser.error("Either configure --tensorflow_session_parallelism or (--tensorflow_intra_op_parallelism, "
                      "--tensorflow_inter_op_parallelism) separately. You cannot configure all.")
     if args.model_config_file and args.model_base_path:

@@ -73,6 +73,7 @@ class LoaderOptions:
     session_run_load_threadpool_index: int = -1     # -1: not set
     enable_session_metadata: bool = False
     enable_saved_model_config: bool = False
+    num_request_iterations_set: bool = False        # num_request_iterations_for_warmup used even when 0
     enable_profiler: bool = True
     skip_initialize_tpu: bool = False               # no effect without a TPU
     enable_model_warmup: bool = True
@@ -243,7 +244,8 @@ class Options:
                 loader, session_config_as_is=True, session_target=st.session_target,
                 session_run_load_threadpool_index=st.session_run_load_threadpool_index,
                 enable_session_metadata=st.enable_session_metadata,
-                enable_saved_model_config=st.enable_saved_model_config)
+                enable_saved_model_config=st.enable_saved_model_config,
+                num_request_iterations_set=st.num_request_iterations_set)
         return self.replace(models=tuple(models), batching_parameters=batching, prometheus=prometheus,
                             ssl_config=ssl, loader=loader)
 

@@ -13,7 +13,9 @@ neighbours, so their message classes are built here (textproto.message_classes) 
 with TF Serving's package, names, numbers and types; their fields' own types (ConfigProto,
 BatchingOptions, NamedTensorProto) are TensorFlow's. `read_platform_config` parses the file with
 them, checks every platform's Any as TF Serving's registry does (registry.create_from_any) and
-returns the `tensorflow` platform's SessionBundleConfig as a `SessionBundleSettings`.
+returns the `tensorflow` platform's SessionBundleConfig as a `SessionBundleSettings`. Models here
+are on the `tensorflow` platform only (config.py refuses others, as before): entries for other
+platforms are checked the same way but serve no model.
 
 What each SessionBundleConfig field does here:
 - session_target, session_config, saved_model_tags (empty: "serve"), session_run_load_threadpool_index
@@ -123,7 +125,8 @@ class SessionBundleSettings:
     session_run_load_threadpool_index: int = -1  # -1: not set
     saved_model_tags: tuple[str, ...] = ("serve",)
     enable_model_warmup: bool = False
-    num_request_iterations_for_warmup: int = 0   # 0: not set (1 iteration)
+    num_request_iterations_for_warmup: int = 0   # with num_request_iterations_set; else 1 iteration
+    num_request_iterations_set: bool = False
     enable_session_metadata: bool = False
     remove_unused_fields_from_bundle_metagraph: bool = False
     prefer_tflite_model: bool = False
@@ -166,9 +169,7 @@ def _session_bundle_settings(config) -> SessionBundleSettings:
                     "replays the records in one thread", WHAT)
     if warmup.enable_all_batch_sizes_warmup:
         log.warning("%s: model_warmup_options.enable_all_batch_sizes_warmup is not used by this server", WHAT)
-    iterations = 0
-    if warmup.HasField("num_request_iterations"):
-        iterations = max(warmup.num_request_iterations.value, 0)
+    iterations = max(warmup.num_request_iterations.value, 0)   # 0 or less: records read, none replayed
     pools = config.num_tflite_pools
     if pools == 0 and config.num_tflite_interpreters > 0:
         pools = config.num_tflite_interpreters
@@ -182,6 +183,7 @@ def _session_bundle_settings(config) -> SessionBundleSettings:
         saved_model_tags=tuple(config.saved_model_tags) or ("serve",),
         enable_model_warmup=config.enable_model_warmup,
         num_request_iterations_for_warmup=iterations,
+        num_request_iterations_set=warmup.HasField("num_request_iterations"),
         enable_session_metadata=config.enable_session_metadata,
         remove_unused_fields_from_bundle_metagraph=config.remove_unused_fields_from_bundle_metagraph,
         prefer_tflite_model=config.prefer_tflite_model,

@@ -56,7 +56,7 @@ def make_warmup(options: LoaderOptions, batchers=None):
         return lambda servable: 0
     from .warmup import run_warmup
     kwargs = {}
-    if options.num_request_iterations_for_warmup > 0:
+    if options.num_request_iterations_for_warmup > 0 or options.num_request_iterations_set:
         kwargs["num_request_iterations"] = options.num_request_iterations_for_warmup
     if batchers is not None:
         kwargs["batcher_for"] = batchers.batcher_for

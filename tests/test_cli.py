@@ -62,6 +62,13 @@ def test_alts_with_tls_is_refused_as_tf_serving_refuses_it(capsys):
                                        "must be false or ssl_config_file must be empty.\n")
 
 
+def test_thread_flags_are_not_checked_when_a_platform_config_file_replaces_them():
+    # tensorflow_model_server reads none of the three when --platform_config_file is given.
+    args, _ = cli.parse_args([*BASE, "--tensorflow_session_parallelism=2", "--tensorflow_intra_op_parallelism=2",
+                              "--tensorflow_inter_op_parallelism=2", "--platform_config_file=p.txt"])
+    assert args.platform_config_file == "p.txt"
+
+
 def test_no_rest_port_needs_a_grpc_front_end(capsys, monkeypatch):
     monkeypatch.setattr(cli, "grpc_available", lambda: False)
     with pytest.raises(SystemExit):
