@@ -16,6 +16,7 @@ from . import flags
 from .config import ConfigError
 from .logsetup import configure_logging, filter_gpu_probe_noise
 from .options import Options
+from .registry import StartError
 from .worker import grpc_front_end_available
 
 log = logging.getLogger("server")
@@ -113,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     warn_not_honoured(given)
     try:
         options = Options.from_args(args, given)
+    except StartError as exc:
+        # As tensorflow_model_server (Server::BuildAndStart, main.cc): on stdout, exit status 255.
+        print(f"Failed to start server. Error: {exc.code}: {exc.message}")
+        return 255
     except ConfigError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

@@ -201,7 +201,9 @@ class Options:
             models = config_mod.single_model(self.model_name, self.model_base_path, check_paths=check_paths)
         if platform is not None and platform.settings is None and models:
             # ServerCore: no adapter for the platform every model here is on.
-            raise ConfigError(f"Model {models[0].name} requests unsupported platform {config_mod.TENSORFLOW_PLATFORM}")
+            from .registry import StartError
+            raise StartError("INVALID_ARGUMENT", f"Model {models[0].name} requests unsupported platform "
+                                                 f"{config_mod.TENSORFLOW_PLATFORM}")
         batching = None
         if platform is not None:
             batching = platform.settings.batching_parameters if platform.settings is not None else None
@@ -368,13 +370,16 @@ def _read_thread_pool_config(path: str) -> bytes:
         {"ThreadPoolFactoryConfig": [("thread_pool_factory_config", 1, textproto.OPTIONAL, textproto.MESSAGE,
                                       ".google.protobuf.Any")]},
         dependencies=[any_pb2.DESCRIPTOR])["ThreadPoolFactoryConfig"]
-    msg = textproto.read(path, cls(), "thread pool factory config (--thread_pool_factory_config_file)",
-                         ConfigError, descriptor_pool=_any_types())
-    # ThreadPoolFactoryRegistry::CreateFromAny: open-source tensorflow_model_server registers no
-    # ThreadPoolFactory (only its tests register a fake one), so every file ends in its registry's
-    # error and the server does not start; so here.
-    from .registry import create_from_any
-    create_from_any(msg.thread_pool_factory_config, THREAD_POOL_FACTORIES, _any_types())
+    from .registry import StartError, create_from_any
+    try:
+        msg = textproto.read(path, cls(), "thread pool factory config (--thread_pool_factory_config_file)",
+                             ConfigError, descriptor_pool=_any_types())
+        # ThreadPoolFactoryRegistry::CreateFromAny: open-source tensorflow_model_server registers no
+        # ThreadPoolFactory (only its tests register a fake one), so every file ends in its registry's
+        # error and the server does not start; so here.
+        create_from_any(msg.thread_pool_factory_config, THREAD_POOL_FACTORIES, _any_types())
+    except ConfigError as exc:
+        raise StartError.wrap(exc) from None
     return msg.SerializeToString()
 
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 from . import textproto
 from .config import ConfigError
-from .registry import create_from_any
+from .registry import StartError, create_from_any
 
 log = logging.getLogger("server")
 
@@ -138,17 +138,20 @@ class SessionBundleSettings:
 
 def read_platform_config(path: str) -> tuple[bytes, SessionBundleSettings | None]:
     """(the file's PlatformConfigMap serialized, its `tensorflow` platform's settings or None when
-    it has no such platform). Raises ConfigError with TF Serving's message."""
+    it has no such platform). Raises StartError with TF Serving's message."""
     from tensorflow_serving.config import platform_config_pb2
-    msg = textproto.read(path, platform_config_pb2.PlatformConfigMap(), WHAT, ConfigError,
-                         descriptor_pool=any_types())
-    settings = None
-    for platform in sorted(msg.platform_configs):
-        adapter = create_from_any(msg.platform_configs[platform].source_adapter_config,
-                                  {SOURCE_ADAPTER: lambda config: config}, any_types())
-        legacy = _session_bundle_settings(adapter.legacy_config)
-        if platform == TENSORFLOW_PLATFORM:
-            settings = legacy
+    try:
+        msg = textproto.read(path, platform_config_pb2.PlatformConfigMap(), WHAT, ConfigError,
+                             descriptor_pool=any_types())
+        settings = None
+        for platform in sorted(msg.platform_configs):
+            adapter = create_from_any(msg.platform_configs[platform].source_adapter_config,
+                                      {SOURCE_ADAPTER: lambda config: config}, any_types())
+            legacy = _session_bundle_settings(adapter.legacy_config)
+            if platform == TENSORFLOW_PLATFORM:
+                settings = legacy
+    except ConfigError as exc:
+        raise StartError.wrap(exc) from None
     return msg.SerializeToString(), settings
 
 

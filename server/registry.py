@@ -7,7 +7,8 @@ SavedModelBundleSourceAdapterConfig) and `--thread_pool_factory_config_file` (it
 none). `create_from_any` follows TF Serving's ClassRegistry::CreateFromAny
 (util/class_registration.h) step by step, with its messages: the type URL is parsed, the type must be
 one the server has compiled in, the value must decode as that type, and a factory must be registered
-for it; every failure stops the server before it starts.
+for it; every failure stops the server before it starts (StartError: the CLI prints TF Serving's
+"Failed to start server. Error: CODE: message" and exits with its status, 255).
 """
 from __future__ import annotations
 
@@ -19,12 +20,21 @@ from google.protobuf import message_factory, text_format
 from .config import ConfigError
 
 
-class RegistryError(ConfigError):
-    """A config Any that no registered factory takes; `code` is TF Serving's status code."""
+class StartError(ConfigError):
+    """A config that tensorflow_model_server refuses in Server::BuildAndStart: main.cc prints
+    "Failed to start server. Error: <CODE>: <message>" on stdout and exits 255 (cli.main does the same)."""
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code = code
+
+    @classmethod
+    def wrap(cls, exc: ConfigError) -> "StartError":
+        return exc if isinstance(exc, StartError) else cls(exc.code, exc.message)
+
+
+class RegistryError(StartError):
+    """A config Any that no registered factory takes; `code` is TF Serving's status code."""
 
 
 def _debug_string(message) -> str:
