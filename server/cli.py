@@ -16,6 +16,7 @@ from . import flags
 from .config import ConfigError
 from .logsetup import configure_logging, filter_gpu_probe_noise
 from .options import Options
+from .registry import StartError
 from .worker import grpc_front_end_available
 
 log = logging.getLogger("server")
@@ -60,7 +61,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, froze
         print(f"Failed to start server. Error: INVALID_ARGUMENT: {ALTS_WITH_SSL}")
         raise SystemExit(255)
     if (args.tensorflow_intra_op_parallelism > 0 and args.tensorflow_inter_op_parallelism > 0
-            and args.tensorflow_session_parallelism > 0):
+            and args.tensorflow_session_parallelism > 0 and not args.platform_config_file):
+        # server.cc checks these only when it builds the session config from the flags, not from the file.
         parser.error("Either configure --tensorflow_session_parallelism or (--tensorflow_intra_op_parallelism, "
                      "--tensorflow_inter_op_parallelism) separately. You cannot configure all.")
     if args.model_config_file and args.model_base_path:
@@ -112,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     warn_not_honoured(given)
     try:
         options = Options.from_args(args, given)
+    except StartError as exc:
+        # As tensorflow_model_server (Server::BuildAndStart, main.cc): on stdout, exit status 255.
+        print(f"Failed to start server. Error: {exc.code}: {exc.message}")
+        return 255
     except ConfigError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

@@ -66,10 +66,6 @@ def _fraction(text: str) -> float:
 # tensorflow_model_server flags that are accepted and stored in Options but change nothing yet.
 # Giving one logs one warning line that names it (cli.warn_not_honoured); never silently ignored.
 NOT_HONOURED = {
-    "xla_cpu_compilation_enabled": "the model loader does not take it yet",
-    "xla_gpu_compilation_enabled": "the model loader does not take it yet",
-    "platform_config_file": "the model loader does not take it yet (the file is read and checked)",
-    "thread_pool_factory_config_file": "the model loader does not take it yet (the file is read and checked)",
     "skip_initialize_tpu": "no TPU support: nothing is initialized either way",
 }
 
@@ -147,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
          "at a version that is not AVAILABLE yet (only a label not in use; a label already serving "
          "requests only moves to an AVAILABLE version).", "false", _bool, False)
     flag("saved_model_tags", "Comma-separated tags of the MetaGraph to load.", "serve", str, "serve", "TAGS")
-    flag("platform_config_file", "A PlatformConfigMap in protobuf text format, used instead of the "
-         "TensorFlow platform's settings from the flags.", "''", str, "", "FILE")
+    flag("platform_config_file", "A PlatformConfigMap in protobuf text format: its tensorflow platform's "
+         "SessionBundleConfig (session config, batching, tags, warm-up, TensorFlow Lite, mixed precision) is used "
+         "instead of the flags for them.", "''", str, "", "FILE")
     # -- loading and unloading
     flag("num_load_threads", "Threads that load versions; 0: one at a time in the manager's thread.",
          "0", _non_negative_int, 0, "N")
@@ -185,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
          "session; the parallelism flags override its thread counts.", "''", str, "", "FILE")
     flag("per_process_gpu_memory_fraction", "Fraction of GPU memory each process takes, 0.0 to 1.0; 0: "
          "TensorFlow chooses. No effect on a machine without a GPU.", "0", _fraction, 0.0, "F")
-    flag("xla_cpu_compilation_enabled", "Enable XLA:CPU JIT compilation.", "false", _bool, False)
+    flag("xla_cpu_compilation_enabled", "Enable XLA:CPU JIT compilation. Without it (or the next flag) "
+         "XLA compilation is off: a model that asks for XLA (jit_compile) fails with INTERNAL \"XLA compilation "
+         "disabled\".", "false", _bool, False)
     flag("xla_gpu_compilation_enabled", "Enable XLA:CPU and XLA:GPU JIT compilation (XLA:GPU has no "
          "effect on a machine without a GPU).", "false", _bool, False)
     flag("mixed_precision", "Mixed precision mode ('bfloat16' to run float32 models in bfloat16).", "''",
@@ -199,8 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     flag("num_tflite_pools", "TensorFlow Lite interpreter pools per model.", "CPUs", _positive_int, CPUS, "N")
     flag("num_tflite_interpreters_per_pool", "TensorFlow Lite interpreters in each pool.", "1",
          _positive_int, 1, "N")
-    flag("thread_pool_factory_config_file", "A ThreadPoolFactoryConfig in protobuf text format.", "''",
-         str, "", "FILE")
+    flag("thread_pool_factory_config_file", "A ThreadPoolFactoryConfig in protobuf text format, naming a "
+         "registered ThreadPoolFactory. None is registered (none in tensorflow_model_server either): any file "
+         "stops the server with the registry's error.", "''", str, "", "FILE")
     flag("enable_profiler", "Serve TensorFlow's profiler service on the gRPC port, for "
          "tf.profiler.experimental.client.trace('grpc://HOST:PORT', ...) and TensorBoard's profile capture.",
          "true", _bool, True)

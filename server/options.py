@@ -9,11 +9,18 @@ Options to each worker (`to_env` / `from_env`).
 Field names are the flags' names. Derived fields: `models` (the ModelSettings to serve),
 `batching_parameters`, `prometheus`, `ssl_config`, `loader` (what a servable loader receives: the
 TensorFlow session and model-format flags) and `given_flags` (the flags named on the command line).
+
+With `--platform_config_file`, as in tensorflow_model_server, the file's `tensorflow` platform config
+(a SessionBundleConfig: platform_config.py) is used instead of the flags it covers: the session
+config, batching, SavedModel tags, warm-up, TensorFlow Lite and mixed precision fields hold the
+file's values, and those flags are not read (a warning names the ones given).
 """
 from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
+import logging
 import os
 import pickle
 from dataclasses import dataclass, field, fields
@@ -23,6 +30,8 @@ from . import textproto
 from .config import ConfigError, ModelSettings
 
 OPTIONS_ENV = "TF_SERVING_FLASK_OPTIONS"
+
+log = logging.getLogger("server")
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,13 @@ class LoaderOptions:
     num_tflite_pools: int = 1
     num_tflite_interpreters_per_pool: int = 1
     thread_pool_factory_config: bytes = b""         # --thread_pool_factory_config_file
+    # From --platform_config_file's SessionBundleConfig only (platform_config.py):
+    session_config_as_is: bool = False              # session_config is the file's ConfigProto: no flag applies
+    session_target: str = ""
+    session_run_load_threadpool_index: int = -1     # -1: not set
+    enable_session_metadata: bool = False
+    enable_saved_model_config: bool = False
+    num_request_iterations_set: bool = False        # num_request_iterations_for_warmup used even when 0
     enable_profiler: bool = True
     skip_initialize_tpu: bool = False               # no effect without a TPU
     enable_model_warmup: bool = True
@@ -71,6 +87,8 @@ class LoaderOptions:
         proto = config_pb2.ConfigProto()
         if self.session_config:
             proto.ParseFromString(self.session_config)
+        if self.session_config_as_is:   # --platform_config_file: its ConfigProto, as TF Serving uses it
+            return proto
         proto.gpu_options.per_process_gpu_memory_fraction = self.per_process_gpu_memory_fraction
         if self.intra_op_parallelism != 0 or self.inter_op_parallelism != 0:
             # Nonzero rather than TF Serving's > 0: a negative inter-op count runs ops in the caller's thread.
@@ -162,6 +180,10 @@ class Options:
         values["saved_model_tags"] = tuple(t for t in str(args.saved_model_tags).split(",") if t)
         if args.batching_parameters_file:
             values["enable_batching"] = True
+        platform = None
+        if args.platform_config_file:
+            platform = _platform_settings(args.platform_config_file, given)
+            values.update(platform.flag_values)
         if args.rest_api_num_threads is None:
             # Measured on 2 cores, one worker, 1-image MNIST requests at 32 connections: 1 thread 3,939 req/s,
             # 2 threads 3,220 (earlier code: 1 thread 1,841, 2: 1,675, 4: 1,436, 8: ~1,420): Python runs one
@@ -170,15 +192,22 @@ class Options:
             values["rest_api_num_threads"] = 4 * (os.cpu_count() or 1) if values["enable_batching"] else 1
         values["given_flags"] = frozenset(given)
         opts = cls(**values)
-        return opts._read_files(check_paths)
+        return opts._read_files(check_paths, platform)
 
-    def _read_files(self, check_paths: bool) -> "Options":
+    def _read_files(self, check_paths: bool, platform=None) -> "Options":
         if self.model_config_file:
             models = config_mod.read_config_file(self.model_config_file, check_paths=check_paths)
         else:
             models = config_mod.single_model(self.model_name, self.model_base_path, check_paths=check_paths)
+        if platform is not None and platform.settings is None and models:
+            # ServerCore: no adapter for the platform every model here is on.
+            from .registry import StartError
+            raise StartError("INVALID_ARGUMENT", f"Model {models[0].name} requests unsupported platform "
+                                                 f"{config_mod.TENSORFLOW_PLATFORM}")
         batching = None
-        if self.enable_batching:
+        if platform is not None:
+            batching = platform.settings.batching_parameters if platform.settings is not None else None
+        elif self.enable_batching:
             from .batching.parameters import read_parameters
             batching = read_parameters(self.batching_parameters_file or None)
         prometheus = None
@@ -193,13 +222,14 @@ class Options:
             intra_op_parallelism=self.tensorflow_intra_op_parallelism,
             inter_op_parallelism=self.tensorflow_inter_op_parallelism,
             session_parallelism=self.tensorflow_session_parallelism,
-            session_config=_read_session_config(self.tensorflow_session_config_file),
+            session_config=(platform.settings.session_config if platform is not None and platform.settings
+                            else _read_session_config(self.tensorflow_session_config_file)),
             per_process_gpu_memory_fraction=self.per_process_gpu_memory_fraction,
             xla_cpu_compilation_enabled=self.xla_cpu_compilation_enabled,
             xla_gpu_compilation_enabled=self.xla_gpu_compilation_enabled,
             mixed_precision=self.mixed_precision,
             remove_unused_fields_from_bundle_metagraph=self.remove_unused_fields_from_bundle_metagraph,
-            platform_config=_read_platform_config(self.platform_config_file),
+            platform_config=platform.serialized if platform is not None else b"",
             enable_signature_method_name_check=self.enable_signature_method_name_check,
             prefer_tflite_model=self.prefer_tflite_model,
             num_tflite_pools=self.num_tflite_pools,
@@ -210,11 +240,18 @@ class Options:
             enable_model_warmup=self.enable_model_warmup,
             num_request_iterations_for_warmup=self.num_request_iterations_for_warmup,
         )
+        if platform is not None and platform.settings is not None:
+            st = platform.settings
+            loader = dataclasses.replace(
+                loader, session_config_as_is=True, session_target=st.session_target,
+                session_run_load_threadpool_index=st.session_run_load_threadpool_index,
+                enable_session_metadata=st.enable_session_metadata,
+                enable_saved_model_config=st.enable_saved_model_config,
+                num_request_iterations_set=st.num_request_iterations_set)
         return self.replace(models=tuple(models), batching_parameters=batching, prometheus=prometheus,
                             ssl_config=ssl, loader=loader)
 
     def replace(self, **changes) -> "Options":
-        import dataclasses
         return dataclasses.replace(self, **changes)
 
     # ------------------------------------------------------------------ reading
@@ -285,13 +322,43 @@ def _read_session_config(path: str) -> bytes:
     return msg.SerializeToString()
 
 
-def _read_platform_config(path: str) -> bytes:
-    if not path:
-        return b""
-    from tensorflow_serving.config import platform_config_pb2
-    msg = textproto.read(path, platform_config_pb2.PlatformConfigMap(), "platform config "
-                         "(--platform_config_file)", ConfigError)
-    return msg.SerializeToString()
+# The flags whose settings tensorflow_model_server takes from --platform_config_file instead
+# (model_servers/server.cc builds its SessionBundleConfig from them only without the file).
+PLATFORM_CONFIG_REPLACES = (
+    "enable_batching", "batching_parameters_file", "enable_per_model_batching_parameters",
+    "tensorflow_session_config_file", "per_process_gpu_memory_fraction", "tensorflow_session_parallelism",
+    "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism", "saved_model_tags",
+    "enable_model_warmup", "num_request_iterations_for_warmup", "remove_unused_fields_from_bundle_metagraph",
+    "prefer_tflite_model", "num_tflite_interpreters_per_pool", "num_tflite_pools", "mixed_precision")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Platform:
+    serialized: bytes
+    settings: object            # platform_config.SessionBundleSettings, or None: no `tensorflow` platform
+    flag_values: dict
+
+
+def _platform_settings(path: str, given: frozenset[str]) -> _Platform:
+    """--platform_config_file read and checked; the Options fields it replaces, with its values."""
+    from .platform_config import read_platform_config
+    serialized, st = read_platform_config(path)
+    ignored = sorted(given & set(PLATFORM_CONFIG_REPLACES))
+    if ignored:
+        log.warning("--platform_config_file replaces %s: %s not used, as in tensorflow_model_server",
+                    ", ".join(f"--{name}" for name in ignored), "it is" if len(ignored) == 1 else "they are")
+    values = {"batching_parameters_file": "", "tensorflow_session_config_file": "", "enable_batching": False,
+              "enable_per_model_batching_parameters": False}
+    if st is not None:
+        values.update(
+            enable_batching=st.batching_parameters is not None,
+            enable_per_model_batching_parameters=st.enable_per_model_batching_params,
+            saved_model_tags=st.saved_model_tags, enable_model_warmup=st.enable_model_warmup,
+            num_request_iterations_for_warmup=st.num_request_iterations_for_warmup,
+            remove_unused_fields_from_bundle_metagraph=st.remove_unused_fields_from_bundle_metagraph,
+            prefer_tflite_model=st.prefer_tflite_model, num_tflite_pools=st.num_tflite_pools,
+            num_tflite_interpreters_per_pool=st.num_tflite_interpreters_per_pool, mixed_precision=st.mixed_precision)
+    return _Platform(serialized, st, values)
 
 
 def _read_thread_pool_config(path: str) -> bytes:
@@ -303,6 +370,23 @@ def _read_thread_pool_config(path: str) -> bytes:
         {"ThreadPoolFactoryConfig": [("thread_pool_factory_config", 1, textproto.OPTIONAL, textproto.MESSAGE,
                                       ".google.protobuf.Any")]},
         dependencies=[any_pb2.DESCRIPTOR])["ThreadPoolFactoryConfig"]
-    msg = textproto.read(path, cls(), "thread pool factory config (--thread_pool_factory_config_file)",
-                         ConfigError)
+    from .registry import StartError, create_from_any
+    try:
+        msg = textproto.read(path, cls(), "thread pool factory config (--thread_pool_factory_config_file)",
+                             ConfigError, descriptor_pool=_any_types())
+        # ThreadPoolFactoryRegistry::CreateFromAny: open-source tensorflow_model_server registers no
+        # ThreadPoolFactory (only its tests register a fake one), so every file ends in its registry's
+        # error and the server does not start; so here.
+        create_from_any(msg.thread_pool_factory_config, THREAD_POOL_FACTORIES, _any_types())
+    except ConfigError as exc:
+        raise StartError.wrap(exc) from None
     return msg.SerializeToString()
+
+
+# ThreadPoolFactory config message type -> factory; tensorflow_model_server registers none.
+THREAD_POOL_FACTORIES: dict = {}
+
+
+def _any_types():
+    from .platform_config import any_types
+    return any_types()

@@ -96,11 +96,13 @@ def start_worker(server_argv: list[str]):
     The same start-up as a `python -m server` worker process: flags checked, files read, models
     loaded (the first load pass over, as TF Serving waits for it before it opens its ports).
     """
+    from . import xla
     from .logsetup import configure_logging
     from .worker import Worker
 
     options = replica_options(server_argv)
     configure_logging(options.log_level)
+    xla.configure(options.loader)   # as tensorflow_model_server's main(), before any model loads
     worker = Worker(options).start()
     worker.manager.wait_until_settled()
     return worker.app, worker.stop, options.rest_api_num_threads

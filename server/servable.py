@@ -7,6 +7,7 @@ by feeding and fetching the tensors its SignatureDef names. This module does the
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -157,6 +158,11 @@ LOADER_DEFAULTS = {
     "prefer_tflite_model": False,
     "num_tflite_pools": os.cpu_count() or 1,  # TF Serving's default: one interpreter per core
     "num_tflite_interpreters_per_pool": 1,
+    # From --platform_config_file's SessionBundleConfig (server/platform_config.py):
+    "session_target": "",                  # the TensorFlow runtime a session connects to; "": in process
+    "session_run_load_threadpool_index": -1,  # RunOptions.inter_op_thread_pool of restore and init ops; -1: none
+    "enable_session_metadata": False,      # ConfigProto.experimental.session_metadata = name and version
+    "enable_saved_model_config": False,    # open-source TF Serving: every SavedModel load is UNIMPLEMENTED
 }
 _ALIASES = {"tags": "saved_model_tags", "intra_op_threads": "intra_op_parallelism",
             "inter_op_threads": "inter_op_parallelism"}
@@ -182,9 +188,9 @@ def loader_settings(options=None, **overrides) -> dict:
     return settings
 
 
-def session_config(settings: dict, options=None):
+def session_config(settings: dict, options=None, name: str = "", version: int = 0):
     """The session's ConfigProto as TF Serving builds it (model_servers/server.cc, then
-    saved_model_bundle_factory.cc for --mixed_precision)."""
+    saved_model_bundle_factory.cc for --mixed_precision and the session metadata)."""
     tf = _tf()
     if options is not None and hasattr(options, "session_config_proto"):
         proto = options.session_config_proto()
@@ -207,6 +213,9 @@ def session_config(settings: dict, options=None):
         proto.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
     elif mixed:
         log.warning("%s auto mixed precision is not supported. Valid option: bfloat16", mixed)
+    if settings["enable_session_metadata"]:
+        proto.experimental.session_metadata.name = name
+        proto.experimental.session_metadata.version = version
     return proto
 
 
@@ -230,11 +239,15 @@ def load_servable(name: str, version: int, path: str, options=None, **overrides)
         return load_tflite(name, version, path, num_pools=settings["num_tflite_pools"],
                            interpreters_per_pool=settings["num_tflite_interpreters_per_pool"])
     _check_saved_model_dir(path)
+    if settings["enable_saved_model_config"]:
+        # session_bundle/oss/session_bundle_util.cc: LoadSessionBundleOrSavedModelBundle
+        raise errors.unimplemented("Saved model config functionality is not implemented.")
     tf = _tf()
     graph = tf.Graph()
-    session = tf.compat.v1.Session(graph=graph, config=session_config(settings, options))
+    session = tf.compat.v1.Session(settings["session_target"], graph=graph,
+                                   config=session_config(settings, options, name, version))
     try:
-        with graph.as_default():
+        with graph.as_default(), _load_run_options(session, settings["session_run_load_threadpool_index"]):
             meta_graph = tf.compat.v1.saved_model.load(session, list(settings["saved_model_tags"]), path)
         unrestored = unrestored_variables(meta_graph, session)
     except BaseException as exc:
@@ -247,6 +260,24 @@ def load_servable(name: str, version: int, path: str, options=None, **overrides)
     if settings["remove_unused_fields_from_bundle_metagraph"]:
         meta_graph = signatures_only(meta_graph)
     return Servable(name, version, path, session, meta_graph, run_timeout_ms=settings["run_timeout_ms"])
+
+
+@contextlib.contextmanager
+def _load_run_options(session, thread_pool_index: int):
+    """While the SavedModel loads, run its restore and init ops with RunOptions.inter_op_thread_pool =
+    `thread_pool_index` (one of the ConfigProto's session_inter_op_thread_pool), as TF Serving's
+    GetRunOptions does for session_run_load_threadpool_index; -1: as usual."""
+    if thread_pool_index < 0:
+        yield
+        return
+    run = session.run
+    options = _tf().compat.v1.RunOptions(inter_op_thread_pool=thread_pool_index)
+    session.run = lambda fetches, feed_dict=None, **kw: run(fetches, feed_dict, options=kw.pop("options", options),
+                                                           **kw)
+    try:
+        yield
+    finally:
+        del session.run
 
 
 def _check_saved_model_dir(path: str) -> None:

@@ -56,7 +56,7 @@ def make_warmup(options: LoaderOptions, batchers=None):
         return lambda servable: 0
     from .warmup import run_warmup
     kwargs = {}
-    if options.num_request_iterations_for_warmup > 0:
+    if options.num_request_iterations_for_warmup > 0 or options.num_request_iterations_set:
         kwargs["num_request_iterations"] = options.num_request_iterations_for_warmup
     if batchers is not None:
         kwargs["batcher_for"] = batchers.batcher_for
@@ -194,9 +194,11 @@ def worker_app():
     """
     import atexit
 
+    from . import xla
     from .logsetup import configure_logging
     options = Options.from_env()
     configure_logging(options.log_level)
+    xla.configure(options.loader)   # as tensorflow_model_server's main(), before any model loads
     worker = Worker(options).start()
     atexit.register(worker.stop)
     if worker.metrics is not None:
@@ -212,6 +214,8 @@ def serve_in_process(options: Options) -> int:
     import signal
     import threading
 
+    from . import xla
+    xla.configure(options.loader)
     if options.workers > 1:
         log.warning("--workers=%d applies to the REST API only: without it one process serves", options.workers)
     stop = threading.Event()

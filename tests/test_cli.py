@@ -62,6 +62,13 @@ def test_alts_with_tls_is_refused_as_tf_serving_refuses_it(capsys):
                                        "must be false or ssl_config_file must be empty.\n")
 
 
+def test_thread_flags_are_not_checked_when_a_platform_config_file_replaces_them():
+    # tensorflow_model_server reads none of the three when --platform_config_file is given.
+    args, _ = cli.parse_args([*BASE, "--tensorflow_session_parallelism=2", "--tensorflow_intra_op_parallelism=2",
+                              "--tensorflow_inter_op_parallelism=2", "--platform_config_file=p.txt"])
+    assert args.platform_config_file == "p.txt"
+
+
 def test_no_rest_port_needs_a_grpc_front_end(capsys, monkeypatch):
     monkeypatch.setattr(cli, "grpc_available", lambda: False)
     with pytest.raises(SystemExit):
@@ -123,3 +130,25 @@ def test_without_rest_one_worker_serves_in_process_until_sigterm(testdata, tmp_p
     text = log.read_text(errors="replace")
     assert code == 0, text
     assert "Serving without a REST API (--rest_api_port=0)" in text and "Unloaded servable version m 123" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flag, text, message", [
+    ("platform_config_file", "platform_configs { key: 'tensorflow' value { source_adapter_config { "
+     "[type.googleapis.com/tensorflow.ConfigProto] { } } } }",
+     "Couldn't find factory for config proto message type tensorflow.ConfigProto"),
+    ("platform_config_file", "platform_configs { key: 'tensorflow' valu { } }",
+     "Error parsing text-format tensorflow.serving.PlatformConfigMap: 1:38: Message type "
+     '"tensorflow.serving.PlatformConfigMap.PlatformConfigsEntry" has no field named "valu".'),
+    ("thread_pool_factory_config_file", "", "Supplied config's type_url could not be parsed: "),
+])
+def test_platform_and_thread_pool_files_that_tf_serving_refuses_stop_the_server(testdata, tmp_path, flag, text,
+                                                                                 message):
+    path = tmp_path / "config.txt"
+    path.write_text(text)
+    r = run_cli("--rest_api_port=8501", "--port=0", "--model_name=m",
+                f"--model_base_path={testdata / 'saved_model_half_plus_two_cpu'}", f"--{flag}={path}")
+    # As tensorflow_model_server (Server::BuildAndStart, main.cc): on stdout, exit status 255.
+    assert r.returncode == 255 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    prefix = f"Invalid protobuf file: '{path}': " if message.startswith("Error parsing") else ""
+    assert r.stdout.startswith(f"Failed to start server. Error: INVALID_ARGUMENT: {prefix}{message}"), r.stdout

@@ -86,22 +86,17 @@ def test_monitoring_and_model_config_files_are_read(testdata, tmp_path):
     assert opts.prometheus.enable and opts.prometheus.path == "/monitoring/prometheus/metrics"
 
 
-def test_ssl_session_platform_and_thread_pool_files(tmp_path):
+def test_ssl_and_session_files(tmp_path):
     ssl = tmp_path / "ssl.txt"
     ssl.write_text("server_key: 'KEY' server_cert: 'CERT' client_verify: true")
     session = tmp_path / "session.txt"
     session.write_text("intra_op_parallelism_threads: 3 allow_soft_placement: true")
-    platform = tmp_path / "platform.txt"
-    platform.write_text("platform_configs { key: 'tensorflow' value { } }")
-    pool = tmp_path / "pool.txt"
-    pool.write_text("")
-    opts = options(f"--ssl_config_file={ssl}", f"--tensorflow_session_config_file={session}",
-                   f"--platform_config_file={platform}", f"--thread_pool_factory_config_file={pool}")
+    opts = options(f"--ssl_config_file={ssl}", f"--tensorflow_session_config_file={session}")
     assert (opts.ssl_config.server_key, opts.ssl_config.server_cert, opts.ssl_config.client_verify) == (
         "KEY", "CERT", True)
     config = opts.loader.session_config_proto()
     assert config.allow_soft_placement and config.intra_op_parallelism_threads == 0  # the flags win, as TF Serving
-    assert opts.loader.platform_config and opts.loader.thread_pool_factory_config == b""
+    assert opts.loader.platform_config == b"" and opts.loader.thread_pool_factory_config == b""
     bad = tmp_path / "bad_ssl.txt"
     bad.write_text("server_kee: 'x'")
     with pytest.raises(ConfigError, match=r"Error parsing text-format tensorflow.serving.SSLConfig: 1:1: "):
@@ -121,3 +116,106 @@ def test_session_config_follows_tf_servings_thread_rules():
     assert threads(intra_op_parallelism=1, inter_op_parallelism=-1) == (1, -1)   # ops in the caller's thread
     assert LoaderOptions(per_process_gpu_memory_fraction=0.5).session_config_proto() \
         .gpu_options.per_process_gpu_memory_fraction == 0.5
+
+
+PLATFORM = """platform_configs {
+  key: "tensorflow"
+  value {
+    source_adapter_config {
+      [type.googleapis.com/tensorflow.serving.SavedModelBundleSourceAdapterConfig] {
+        legacy_config { %s }
+      }
+    }
+  }
+}
+"""
+
+
+def test_platform_config_file_replaces_the_flags_it_covers(tmp_path, caplog):
+    platform = tmp_path / "platform.txt"
+    platform.write_text(PLATFORM % """
+        session_config { intra_op_parallelism_threads: 2 inter_op_parallelism_threads: 3 }
+        batching_parameters { max_batch_size { value: 8 } batch_timeout_micros { value: 500 } }
+        saved_model_tags: "serve" saved_model_tags: "gpu"
+        enable_model_warmup: true model_warmup_options { num_request_iterations { value: 4 } }
+        prefer_tflite_model: true num_tflite_pools: 3 mixed_precision: "bfloat16"
+        session_target: "" enable_session_metadata: true""")
+    opts = options(f"--platform_config_file={platform}", "--tensorflow_intra_op_parallelism=7",
+                   "--tensorflow_session_parallelism=5", "--saved_model_tags=other", "--enable_model_warmup=false")
+    session = opts.loader.session_config_proto()
+    assert (session.intra_op_parallelism_threads, session.inter_op_parallelism_threads) == (2, 3)
+    assert opts.enable_batching and opts.batching_parameters.max_batch_size == 8
+    assert opts.batching_parameters.batch_timeout_micros == 500
+    assert opts.rest_api_num_threads == 4 * CPUS          # the default with batching on
+    assert opts.loader.saved_model_tags == ("serve", "gpu")
+    assert (opts.loader.enable_model_warmup, opts.loader.num_request_iterations_for_warmup) == (True, 4)
+    assert (opts.loader.prefer_tflite_model, opts.loader.num_tflite_pools, opts.loader.mixed_precision) == (
+        True, 3, "bfloat16")
+    assert opts.loader.enable_session_metadata and opts.loader.platform_config
+    assert not opts.loader.remove_unused_fields_from_bundle_metagraph   # the proto's default, not the flag's
+    warned = [r.getMessage() for r in caplog.records if "--platform_config_file replaces" in r.getMessage()]
+    assert warned and all(f"--{n}" in warned[0] for n in ("tensorflow_intra_op_parallelism", "saved_model_tags",
+                                                           "tensorflow_session_parallelism", "enable_model_warmup"))
+
+
+def test_platform_config_without_batching_turns_batching_off(tmp_path):
+    platform = tmp_path / "platform.txt"
+    platform.write_text(PLATFORM % "session_config { intra_op_parallelism_threads: 1 }")
+    opts = options(f"--platform_config_file={platform}", "--enable_batching")
+    assert not opts.enable_batching and opts.batching_parameters is None
+    assert not opts.loader.enable_model_warmup            # the proto's default: off
+    assert opts.loader.saved_model_tags == ("serve",)     # none given: serve
+    # TF Serving wraps the session to ignore thread pool options instead of batching it.
+    platform.write_text(PLATFORM % "batching_parameters { max_batch_size { value: 4 } } "
+                                   "wrap_session_with_no_threading_params: true")
+    assert not options(f"--platform_config_file={platform}").enable_batching
+
+
+@pytest.mark.parametrize("text, message", [
+    ("platform_configs { key: 'tensorflow' value { } }", "Supplied config's type_url could not be parsed: "),
+    ("platform_configs { key: 'tensorflow' value { source_adapter_config { "
+     "[type.googleapis.com/tensorflow.ConfigProto] { intra_op_parallelism_threads: 1 } } } }",
+     "Couldn't find factory for config proto message type tensorflow.ConfigProto\nconfig="
+     "intra_op_parallelism_threads: 1\n"),
+    ("platform_configs { key: 'tensorflow' value { source_adapter_config { type_url: "
+     "'type.googleapis.com/my.Adapter' } } }", "Unable to find compiled-in proto descriptor of type my.Adapter"),
+    ("platform_configs { key: 'tensorflow' value { source_adapter_config { "
+     "[type.googleapis.com/my.Adapter] { } } } }",
+     "Error parsing text-format tensorflow.serving.PlatformConfigMap: "
+     'Could not find type "type.googleapis.com/my.Adapter" stored in google.protobuf.Any.'),
+    ("platform_configs { key: 'tensorflow' value { source_adapter_config { "
+     "[type.googleapis.com/tensorflow.serving.SavedModelBundleSourceAdapterConfig] { legacy_config { "
+     "batching_parameters { max_batch_size { value: 0 } } } } } } }", "max_batch_size must be positive; was 0"),
+    ("platform_configs { key: 'tfrt' value { source_adapter_config { "
+     "[type.googleapis.com/tensorflow.serving.SavedModelBundleSourceAdapterConfig] { } } } }",
+     "Model m requests unsupported platform tensorflow"),
+    ("platform_config { }", "Error parsing text-format tensorflow.serving.PlatformConfigMap: 1:1: Message type "
+     '"tensorflow.serving.PlatformConfigMap" has no field named "platform_config".'),
+])
+def test_platform_config_file_refused_with_tf_servings_message(tmp_path, text, message):
+    platform = tmp_path / "platform.txt"
+    platform.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        cli.build_options(["--rest_api_port=8501", "--model_name=m", "--model_base_path=/models/m",
+                           f"--platform_config_file={platform}"], check_paths=False)
+    assert message in e.value.message
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "Supplied config's type_url could not be parsed: "),
+    ("thread_pool_factory_config { [type.googleapis.com/tensorflow.ThreadPoolOptionProto] { num_threads: 2 } }",
+     "Couldn't find factory for config proto message type tensorflow.ThreadPoolOptionProto\nconfig=num_threads: 2\n"),
+    ("thread_pool_factory_config { type_url: 'type.googleapis.com/test.FakeThreadPoolFactoryConfig' }",
+     "Unable to find compiled-in proto descriptor of type test.FakeThreadPoolFactoryConfig"),
+    ("thread_pool_factory_config { type_url: 'type.googleapis.com/tensorflow.ThreadPoolOptionProto' value: '\\377' }",
+     "Malformed content of Any: "),
+    ("thread_pool_factory { }", "Error parsing text-format tensorflow.serving.ThreadPoolFactoryConfig: 1:1: "
+     'Message type "tensorflow.serving.ThreadPoolFactoryConfig" has no field named "thread_pool_factory".'),
+])
+def test_thread_pool_factory_config_file_ends_in_tf_servings_registry_error(tmp_path, text, message):
+    # Open-source tensorflow_model_server registers no ThreadPoolFactory: every file stops it.
+    pool = tmp_path / "pool.txt"
+    pool.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        options(f"--thread_pool_factory_config_file={pool}")
+    assert message in e.value.message

@@ -299,3 +299,53 @@ def test_exports_whose_variables_a_session_restores_stay_in_a_session(tmp_path, 
     finally:
         s.unload()
     assert keras.__version__.startswith("3.")
+
+
+def platform_loader_options(tmp_path, legacy_config: str):
+    """The LoaderOptions of a --platform_config_file whose SessionBundleConfig is `legacy_config`."""
+    from server import cli
+    path = tmp_path / "platform.txt"
+    path.write_text("platform_configs { key: 'tensorflow' value { source_adapter_config { "
+                    "[type.googleapis.com/tensorflow.serving.SavedModelBundleSourceAdapterConfig] { "
+                    f"legacy_config {{ {legacy_config} }} }} }} }} }}")
+    return cli.build_options(["--rest_api_port=8501", "--model_base_path=/models/m",
+                              f"--platform_config_file={path}"], check_paths=False).loader
+
+
+def test_platform_config_session_settings_reach_the_session(testdata, tmp_path):
+    opts = platform_loader_options(tmp_path, "session_config { intra_op_parallelism_threads: 2 "
+                                   "inter_op_parallelism_threads: 3 allow_soft_placement: true } "
+                                   "enable_session_metadata: true")
+    s = load_servable("half", 123, str(testdata / "saved_model_half_plus_two_cpu" / "00000123"), options=opts)
+    try:
+        config = s._session._config     # what the session was created with
+        assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (2, 3)
+        assert config.allow_soft_placement
+        assert (config.experimental.session_metadata.name, config.experimental.session_metadata.version) == (
+            "half", 123)
+        out = s.run(s.get_signature("serving_default"), {"x": np.array([1.0, 2.0], np.float32)})
+        np.testing.assert_allclose(out["y"], [2.5, 3.0])
+        # metagraph fields beyond the signatures stay: remove_unused_fields_from_bundle_metagraph is off
+        assert s._meta_graph.graph_def.node
+    finally:
+        s.unload()
+
+
+def test_platform_config_load_thread_pool_index_runs_restore_and_init_there(testdata, tmp_path):
+    path = str(testdata / "saved_model_half_plus_two_cpu" / "00000123")
+    pools = "session_config { session_inter_op_thread_pool { num_threads: 1 } } "
+    opts = platform_loader_options(tmp_path, pools + "session_run_load_threadpool_index { value: 0 }")
+    s = load_servable("half", 123, path, options=opts)
+    s.unload()
+    # An index with no such pool: the restore op's run fails, so the load does (as in TF Serving).
+    opts = platform_loader_options(tmp_path, pools + "session_run_load_threadpool_index { value: 4 }")
+    with pytest.raises(errors.ServingError) as e:
+        load_servable("half", 123, path, options=opts)
+    assert e.value.code == "INVALID_ARGUMENT" and "Invalid inter_op_thread_pool: 4" in e.value.message
+
+
+def test_platform_config_saved_model_config_is_unimplemented_as_in_open_source_tf_serving(testdata, tmp_path):
+    opts = platform_loader_options(tmp_path, "enable_saved_model_config: true")
+    with pytest.raises(errors.ServingError) as e:
+        load_servable("half", 123, str(testdata / "saved_model_half_plus_two_cpu" / "00000123"), options=opts)
+    assert (e.value.code, e.value.message) == ("UNIMPLEMENTED", "Saved model config functionality is not implemented.")

@@ -183,3 +183,30 @@ def test_front_ends_open_only_after_the_first_load(testdata, monkeypatch):
         assert r.status_code == 200, r.data
     finally:
         worker.stop()
+
+
+@pytest.mark.parametrize("iterations", [2, 0])
+def test_platform_config_batching_and_warmup_reach_the_worker(tmp_path, monkeypatch, iterations):
+    # --platform_config_file's SessionBundleConfig turns batching on with its parameters and sets warm-up,
+    # whatever --enable_batching and --num_request_iterations_for_warmup say; num_request_iterations 0
+    # is used as given (TF Serving reads the records and replays none), not as "unset".
+    import server.warmup
+    platform = tmp_path / "platform.txt"
+    platform.write_text("platform_configs { key: 'tensorflow' value { source_adapter_config { "
+                        "[type.googleapis.com/tensorflow.serving.SavedModelBundleSourceAdapterConfig] { "
+                        "legacy_config { batching_parameters { max_batch_size { value: 8 } "
+                        "num_batch_threads { value: 2 } } enable_model_warmup: true "
+                        "model_warmup_options { num_request_iterations { value: %d } } } } } } }" % iterations)
+    options = cli.build_options(["--rest_api_port=8501", "--model_base_path=/x", f"--platform_config_file={platform}",
+                                 "--enable_batching=false", "--num_request_iterations_for_warmup=7"],
+                                check_paths=False)
+    worker = worker_mod.Worker(options)   # not started: nothing loads
+    try:
+        assert worker.batchers is not None
+        assert (worker.batchers.params.max_batch_size, worker.batchers.params.num_batch_threads) == (8, 2)
+    finally:
+        worker.stop()
+    calls = []
+    monkeypatch.setattr(server.warmup, "run_warmup", lambda s, num_request_iterations=1, batcher_for=None: calls.append(
+        num_request_iterations) or 5)
+    assert worker_mod.make_warmup(options.loader)(object()) == 5 and calls == [iterations]
