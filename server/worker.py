@@ -134,7 +134,7 @@ class Worker:
         before the first load attempt of every version it serves is over: with several workers,
         one still loading never answers "Servable not found" while another already serves."""
         self.manager.start()
-        log.info("Loading the models before serving...")
+        log.debug("Loading the models before serving")
         self.manager.wait_until_settled()
         opts = self.options
         if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
