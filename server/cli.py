@@ -28,6 +28,10 @@ VERSION = flags.VERSION
 UNSUPPORTED_FLAGS: dict[str, str] = {}
 
 ALTS_WITH_SSL = "Either use_alts_credentials must be false or ssl_config_file must be empty."
+NO_MODELS = "Both server_options.model_base_path and server_options.model_config_file are empty!"
+ALL_THREAD_FLAGS = ("Either configure server_options.tensorflow_session_parallelism or "
+                    "(server_options.tensorflow_intra_op_parallelism, server_options.tensorflow_inter_op_parallelism) "
+                    "separately. You cannot configure all.")
 
 
 def grpc_available() -> bool:
@@ -56,20 +60,27 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, froze
             parse_channel_arguments(args.grpc_channel_arguments)
         except GrpcError as exc:
             parser.error(str(exc))
+    # Server::BuildAndStart's checks, in its order, with its messages (main.cc prints them on stdout and
+    # exits with status 255).
     if args.use_alts_credentials and args.ssl_config_file:
-        # As tensorflow_model_server (Server::BuildAndStart, main.cc): on stdout, exit status 255.
-        print(f"Failed to start server. Error: INVALID_ARGUMENT: {ALTS_WITH_SSL}")
-        raise SystemExit(255)
+        _failed_to_start(ALTS_WITH_SSL)
+    if not args.model_config_file and not args.model_base_path:
+        _failed_to_start(NO_MODELS, hint="give --model_base_path=/absolute/path/to/model (with --model_name) "
+                                         "or --model_config_file; `python -m server --help` lists every flag")
     if (args.tensorflow_intra_op_parallelism > 0 and args.tensorflow_inter_op_parallelism > 0
             and args.tensorflow_session_parallelism > 0 and not args.platform_config_file):
         # server.cc checks these only when it builds the session config from the flags, not from the file.
-        parser.error("Either configure --tensorflow_session_parallelism or (--tensorflow_intra_op_parallelism, "
-                     "--tensorflow_inter_op_parallelism) separately. You cannot configure all.")
-    if args.model_config_file and args.model_base_path:
-        parser.error("give either --model_config_file or --model_name/--model_base_path, not both")
-    if not args.model_config_file and not args.model_base_path:
-        parser.error("give --model_base_path (with --model_name) or --model_config_file")
+        _failed_to_start(ALL_THREAD_FLAGS)
     return args, given
+
+
+def _failed_to_start(message: str, hint: str = "") -> None:
+    """Exit as tensorflow_model_server does when Server::BuildAndStart fails: its line on stdout, status 255
+    (and, here, what to do on stderr)."""
+    print(f"Failed to start server. Error: INVALID_ARGUMENT: {message}", flush=True)
+    if hint:
+        print(f"error: {hint}", file=sys.stderr)
+    raise SystemExit(255)
 
 
 def build_options(argv: list[str] | None = None, check_paths: bool = True) -> Options:
@@ -112,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     args, given = parse_args(argv)
     configure_logging(args.log_level)
     warn_not_honoured(given)
+    if args.model_config_file and args.model_base_path:
+        # tensorflow_model_server serves the config file's models and never reads the two single-model flags.
+        log.warning("--model_base_path and --model_name are ignored: --model_config_file gives the models")
     try:
         options = Options.from_args(args, given)
     except StartError as exc:

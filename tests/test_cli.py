@@ -41,9 +41,39 @@ def test_bool_flags_take_tf_servings_forms():
     assert (args.enable_batching, args.enable_model_warmup, args.enable_profiler) == (True, False, False)
 
 
-@pytest.mark.parametrize("argv, needle", [
+@pytest.mark.parametrize("argv, message", [
     (["--tensorflow_session_parallelism=2", "--tensorflow_intra_op_parallelism=2",
-      "--tensorflow_inter_op_parallelism=2"], "You cannot configure all."),
+      "--tensorflow_inter_op_parallelism=2"],
+     "Either configure server_options.tensorflow_session_parallelism or "
+     "(server_options.tensorflow_intra_op_parallelism, server_options.tensorflow_inter_op_parallelism) "
+     "separately. You cannot configure all."),
+    ([], "Both server_options.model_base_path and server_options.model_config_file are empty!"),
+])
+def test_build_and_start_checks_fail_as_tensorflow_model_server(argv, message, capsys):
+    # Server::BuildAndStart's messages, printed on stdout by main.cc, exit status 255.
+    base = [a for a in BASE if not a.startswith("--model_base_path")] if not argv else BASE
+    with pytest.raises(SystemExit) as e:
+        cli.parse_args([*base, *argv])
+    assert e.value.code == 255
+    assert capsys.readouterr().out == f"Failed to start server. Error: INVALID_ARGUMENT: {message}\n"
+
+
+def test_no_model_also_says_what_to_give(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--rest_api_port=8501"])
+    assert "--model_base_path=" in capsys.readouterr().err
+
+
+def test_model_config_file_wins_over_model_base_path_as_in_tf_serving(tmp_path, testdata):
+    config = tmp_path / "models.config"
+    config.write_text(f'model_config_list {{ config {{ name: "from_file" base_path: '
+                      f'"{testdata / "saved_model_half_plus_two_cpu"}" model_platform: "tensorflow" }} }}')
+    options = cli.build_options(["--rest_api_port=8501", f"--model_config_file={config}", "--model_name=flag",
+                                 f"--model_base_path={testdata / 'saved_model_half_plus_three'}"])
+    assert [m.name for m in options.models] == ["from_file"]
+
+
+@pytest.mark.parametrize("argv, needle", [
     (["--per_process_gpu_memory_fraction=1.5"], "expected a number from 0.0 to 1.0"),
     (["--rest_api_p=8"], "unrecognized arguments: --rest_api_p=8"),      # no abbreviations, as TF Serving
 ])
