@@ -82,6 +82,9 @@ def percentile(sorted_values: list[float], p: float) -> float | None:
 def run(port: int, data: pathlib.Path, connections: int, seconds: float, log: pathlib.Path,
         timeout: float | None = None) -> dict:
     """One h2load window; returns read_log's figures and h2load's own summary line."""
+    # h2load appends to an existing --log-file: without this, a window would count every earlier
+    # window's requests written to the same file too.
+    log.unlink(missing_ok=True)
     cmd = h2load_command(port, data, connections, seconds, log)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout or seconds + 30)
     figures = read_log(log) if log.exists() else {"requests": 0, "failed": 0, "p50_ms": None, "p99_ms": None}

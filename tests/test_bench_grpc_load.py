@@ -37,3 +37,35 @@ def test_h2load_command_speaks_grpc_to_loopback(tmp_path):
     assert cmd[0] == "h2load" and cmd[-1] == "http://127.0.0.1:8500/tensorflow.serving.PredictionService/Predict"
     assert "content-type: application/grpc" in cmd and "te: trailers" in cmd
     assert cmd[cmd.index("-c") + 1] == "32" and cmd[cmd.index("-m") + 1] == "1"
+
+
+@pytest.mark.skipif(grpc_load.h2load_available() is not None, reason="needs h2load (make h2load)")
+def test_a_window_counts_only_its_own_requests(tmp_path):
+    """h2load appends to an existing --log-file: a window must not count what an earlier one logged there."""
+    from concurrent import futures
+
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from .serverproc import free_port
+
+    class Answer(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def Predict(self, request, context):
+            return predict_pb2.PredictResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Answer(), server)
+    port = free_port()
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    try:
+        body = tmp_path / "body"
+        body.write_bytes(grpc_load.grpc_frame(grpc_load.predict_request("m", "", "x", np.zeros(1, np.float32))))
+        log = tmp_path / "h2load.log"
+        log.write_text("1700000000000000\t200\t1000\n" * 100_000)     # an earlier window's lines
+        figures = grpc_load.run(port, body, 2, 1.0, log)
+    finally:
+        server.stop(0)
+    # One second of calls from 2 connections to a Python gRPC server is far fewer than the 100,000 old lines.
+    assert 0 < figures["requests"] < 100_000, figures
+    assert figures["failed"] == 0
