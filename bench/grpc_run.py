@@ -7,6 +7,11 @@ images at 8. The in-process upper bound (bench/upper_bound.py) measures each tra
 (decode, check, run, encode; no network) right after each window, in its own process, as bench/run.py
 does for REST. Each scenario is measured in a few windows and the median window is shown.
 
+A third reference, for gRPC: bench/grpc_noop_server.py, a grpcio server with the same stubs and threads
+that answers every Predict at once with this server's own response to the same request (nothing decoded
+or run), loaded by h2load in the same way right after each gRPC window. It is what grpcio itself can
+serve on this machine, whatever the server does.
+
 gRPC failures: h2load sees HTTP statuses only; the server's own Prometheus count of requests whose
 status is not OK (read before and after each gRPC window) adds the calls that failed inside gRPC.
 Before any load, one call of each kind is made and the REST and gRPC answers are compared.
@@ -77,6 +82,36 @@ def same_answers(rest_port: int, grpc_port: int, json_body: pathlib.Path, reques
         raise BenchError(f"REST and gRPC answers differ: {rest.ravel()[:5]} vs {grpc_out.ravel()[:5]}")
 
 
+def predict_response(port: int, request) -> bytes:
+    """The server's serialized PredictResponse to `request` (one call through the official stub)."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+    return response.SerializeToString()
+
+
+class NoopServer:
+    """bench/grpc_noop_server.py in its own process, answering with a fixed response."""
+
+    def __init__(self, response_file: pathlib.Path):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.grpc_noop_server", str(self.port), str(response_file)],
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for line in self.proc.stdout:
+            if line.startswith("GRPC_NOOP_READY"):
+                return
+        raise BenchError(f"the do-nothing gRPC server exited ({self.proc.wait()}) before it was ready")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
 class Bound:
     """bench/upper_bound.py in its own process, asked for one measurement at a time."""
 
@@ -139,10 +174,14 @@ def run(args) -> dict:
         bound = Bound(model_path, args.seconds)
         try:
             for name, key, conns in SCENARIOS:
-                rest_windows, grpc_windows = [], []
+                rest_windows, grpc_windows, noop_windows = [], [], []
                 url = f"http://127.0.0.1:{rest_port}/v1/models/{MODEL_NAME}:predict"
+                response_file = out_dir / f"grpc_{key}_response.pb"
+                response_file.write_bytes(predict_response(grpc_port, grpc[key]["request"]))
+                noop = NoopServer(response_file)
                 run_wrk(wrk, url, bodies[key], conns, 1)                       # warm-up, not counted
                 grpc_load.run(grpc_port, grpc[key]["frame"], conns, 1, out_dir / "h2load_warmup.log")
+                grpc_load.run(noop.port, grpc[key]["frame"], conns, 1, out_dir / "h2load_warmup.log")
                 for _ in range(args.rounds):
                     w = run_wrk(wrk, url, bodies[key], conns, args.seconds)
                     errors = sum(w[k] for k in ("connect", "read", "write", "status", "timeout"))
@@ -156,9 +195,14 @@ def run(args) -> dict:
                                          "p99_ms": g["p99_ms"], "errors": g["failed"] + int(failed_inside),
                                          "bound_rps": bound.measure(grpc[key]["raw"], "grpc"),
                                          "h2load": g["summary"]})
+                    n = grpc_load.run(noop.port, grpc[key]["frame"], conns, args.seconds, out_dir / "h2load.log")
+                    noop_windows.append({"rps": n["requests"] / n["seconds"], "p50_ms": n["p50_ms"],
+                                         "p99_ms": n["p99_ms"], "errors": n["failed"]})
+                noop.close()
                 rest, grpc_w = median_of(rest_windows, "rps"), median_of(grpc_windows, "rps")
                 rows.append({"scenario": name, "connections": conns, "rest": rest, "grpc": grpc_w,
-                             "rest_windows": rest_windows, "grpc_windows": grpc_windows,
+                             "grpc_noop": median_of(noop_windows, "rps"),
+                             "rest_windows": rest_windows, "grpc_windows": grpc_windows, "noop_windows": noop_windows,
                              "errors": sum(w["errors"] for w in rest_windows + grpc_windows)})
         finally:
             bound.close()
@@ -169,16 +213,19 @@ def run(args) -> dict:
 def markdown(results: dict) -> str:
     lines = [f"# gRPC and REST, one worker ({results['model']})", "",
              f"{results['rounds']} windows of {results['seconds']:g} s per scenario and transport, the median "
-             "window shown; bounds measured right after each window.", "",
+             "window shown; bounds measured right after each window. do-nothing gRPC: a grpcio server with the "
+             "same stubs and threads that answers at once with the same response (bench/grpc_noop_server.py), "
+             "loaded the same way: what grpcio itself serves here.", "",
              "| scenario | REST req/s (p99) | gRPC req/s (p99) | gRPC / REST | gRPC bound req/s | gRPC / its bound "
-             "| REST / its bound | errors |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| REST / its bound | do-nothing gRPC req/s | gRPC / do-nothing | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in results["rows"]:
-        r, g = row["rest"], row["grpc"]
+        r, g, n = row["rest"], row["grpc"], row["grpc_noop"]
         lines.append(
             f"| {row['scenario']} | {r['rps']:,.0f} ({r['p99_ms']:.1f} ms) | {g['rps']:,.0f} ({g['p99_ms']:.1f} ms) "
             f"| {g['rps'] / r['rps']:.2f}x | {g['bound_rps']:,.0f} | {100 * g['rps'] / g['bound_rps']:.1f}% "
-            f"| {100 * r['rps'] / r['bound_rps']:.1f}% | {row['errors']} |")
+            f"| {100 * r['rps'] / r['bound_rps']:.1f}% | {n['rps']:,.0f} | {100 * g['rps'] / n['rps']:.1f}% "
+            f"| {row['errors']} |")
     return "\n".join(lines) + "\n"
 
 

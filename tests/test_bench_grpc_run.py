@@ -33,6 +33,7 @@ def test_quick_grpc_bench(tmp_path, tools, mlp_run):
         for transport in ("rest", "grpc"):
             window = row[transport]
             assert window["rps"] > 0 and window["bound_rps"] > 0 and window["p99_ms"] >= window["p50_ms"] > 0
+        assert row["grpc_noop"]["rps"] > 0 and row["grpc_noop"]["errors"] == 0
     table = (tmp_path / "grpc.md").read_text()
     assert "| 100 images, 8 conns |" in table and table in done.stdout
 
@@ -56,3 +57,15 @@ def test_recorded_table_is_the_recorded_run():
     results = json.loads((recorded / "grpc.json").read_text())
     assert grpc_run.markdown(results) == (recorded / "grpc.md").read_text()
     assert all(row["errors"] == 0 for row in results["rows"])
+
+
+def test_numbers_the_chapter_quotes_are_the_recorded_run():
+    recorded = ROOT / "docs" / "_static" / "bench"
+    rows = {row["scenario"]: row for row in json.loads((recorded / "grpc.json").read_text())["rows"]}
+    one, hundred = rows["1 image, 32 conns"], rows["100 images, 8 conns"]
+    text = "".join(line.strip() for line in (ROOT / "docs" / "serving.rst").read_text(encoding="utf-8").splitlines())
+    g100, r100 = hundred["grpc"]["rps"], hundred["rest"]["rps"]
+    for phrase in (f"gRPC 每秒约 {g100:,.0f} 个请求，是 REST（约 {r100:,.0f} 个）的 {g100 / r100:.1f} 倍",
+                   f"gRPC 每秒约 {one['grpc']['rps']:,.0f} 个，只有 REST（约 {one['rest']['rps']:,.0f} 个）",
+                   f"它每秒也只能回答约 {one['grpc_noop']['rps']:,.0f} 个单张图像的请求"):
+        assert phrase in text, phrase
