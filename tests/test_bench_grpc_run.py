@@ -67,5 +67,5 @@ def test_numbers_the_chapter_quotes_are_the_recorded_run():
     g100, r100 = hundred["grpc"]["rps"], hundred["rest"]["rps"]
     for phrase in (f"gRPC 每秒约 {g100:,.0f} 个请求，是 REST（约 {r100:,.0f} 个）的 {g100 / r100:.1f} 倍",
                    f"gRPC 每秒约 {one['grpc']['rps']:,.0f} 个，只有 REST（约 {one['rest']['rps']:,.0f} 个）",
-                   f"它每秒也只能回答约 {one['grpc_noop']['rps']:,.0f} 个单张图像的请求"):
+                   f"它每秒也只能处理约 {one['grpc_noop']['rps']:,.0f} 个单张图像的请求"):
         assert phrase in text, phrase
