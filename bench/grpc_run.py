@@ -33,9 +33,9 @@ import numpy as np
 from bench import grpc_load
 from bench.common import MODEL_NAME, SIGNATURE, BenchError
 from bench.model import ROOT
-from bench.procs import ServerProcess, free_port
+from bench.procs import ServerProcess, end_child, free_port
 from bench.run import resolve_mlp, write_bodies
-from bench.upper import INTER_OP, INTRA_OP
+from bench.upper import INTER_OP, INTRA_OP, median_window
 from bench.wrk import ensure_wrk, run_wrk, window_rate
 
 SCENARIOS = [("1 image, 32 conns", "single", 32), ("100 images, 8 conns", "batch100", 8)]
@@ -99,17 +99,10 @@ class NoopServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.grpc_noop_server", str(self.port), str(response_file)],
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for line in self.proc.stdout:
-            if line.startswith("GRPC_NOOP_READY"):
-                return
-        raise BenchError(f"the do-nothing gRPC server exited ({self.proc.wait()}) before it was ready")
+        expect_line(self.proc, "GRPC_NOOP_READY", "the do-nothing gRPC server")
 
     def close(self) -> None:
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        end_child(self.proc)
 
 
 class Bound:
@@ -121,32 +114,29 @@ class Bound:
             [sys.executable, "-m", "bench.upper_bound", "--model_base_path", str(model_path),
              f"--intra_op={INTRA_OP}", f"--inter_op={INTER_OP}"],
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self._expect("UPPER_READY")
-
-    def _expect(self, prefix: str) -> str:
-        for line in self.proc.stdout:
-            if line.startswith(prefix):
-                return line[len(prefix):].strip()
-        raise BenchError(f"upper bound exited ({self.proc.wait()}) before {prefix}")
+        expect_line(self.proc, "UPPER_READY", "upper bound")
 
     def measure(self, body: pathlib.Path, transport: str) -> float:
         item = {"body": str(body), "group": 1, "seconds": self.seconds, "transport": transport}
         self.proc.stdin.write(json.dumps(item) + "\n")
         self.proc.stdin.flush()
-        return json.loads(self._expect("UPPER_JSON"))["requests_per_s"]
+        return json.loads(expect_line(self.proc, "UPPER_JSON", "upper bound"))["requests_per_s"]
 
     def close(self) -> None:
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        end_child(self.proc)
 
 
 def median_of(windows: list[dict], key: str) -> dict:
     """The window with the median `key` (the lower middle one for an even count)."""
-    ordered = sorted(windows, key=lambda w: w[key])
-    return ordered[(len(ordered) - 1) // 2]
+    return median_window(windows, lambda w: w[key])
+
+
+def expect_line(proc: subprocess.Popen, prefix: str, what: str) -> str:
+    """The rest of the helper process's next stdout line that starts with `prefix`."""
+    for line in proc.stdout:
+        if line.startswith(prefix):
+            return line[len(prefix):].strip()
+    raise BenchError(f"{what} exited ({proc.wait()}) before {prefix}")
 
 
 def run(args) -> dict:

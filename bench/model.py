@@ -51,9 +51,13 @@ def export_standin(base_path: pathlib.Path, version: int = 1) -> pathlib.Path:
             h = tf.nn.relu(x @ self.w1 + self.b1)
             return tf.nn.softmax(h @ self.w2 + self.b2)
 
-    m = MLP()
-    path = pathlib.Path(base_path) / str(version)
-    tf.saved_model.save(m, str(path), signatures={"call": m.call})
+    return _save(MLP(), base_path, version)
+
+
+def _save(module, base_path: pathlib.Path, version: int) -> pathlib.Path:
+    """Export `module` with its signature "call" as BASE/VERSION; returns BASE."""
+    import tensorflow as tf
+    tf.saved_model.save(module, str(pathlib.Path(base_path) / str(version)), signatures={"call": module.call})
     return pathlib.Path(base_path)
 
 
@@ -111,10 +115,7 @@ def export_cnn(base_path: pathlib.Path, version: int = 1) -> pathlib.Path:
             x = tf.nn.relu(x @ self.w1 + self.b1)
             return tf.nn.softmax(x @ self.w + self.b)
 
-    m = CNN()
-    path = pathlib.Path(base_path) / str(version)
-    tf.saved_model.save(m, str(path), signatures={"call": m.call})
-    return pathlib.Path(base_path)
+    return _save(CNN(), base_path, version)
 
 
 EXPORTS = {"mlp": export_standin, "cnn": export_cnn}

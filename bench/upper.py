@@ -11,7 +11,7 @@ import sys
 import time
 
 from bench.common import BenchError, Result, Scenario
-from bench.procs import ROOT
+from bench.procs import ROOT, end_child
 
 # A small model runs fastest with each op in the request's own thread (no hand-off to TensorFlow's
 # pools, measured ~100 us -> ~25 us per call for the MLP): the parallelism comes from concurrent
@@ -113,14 +113,5 @@ class UpperBound:
     def close(self) -> None:
         if self._log.closed:
             return
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        end_child(self.proc)
         self._log.close()

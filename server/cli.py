@@ -11,6 +11,7 @@ import errno
 import logging
 import socket
 import sys
+from typing import NoReturn
 
 from . import flags
 from .config import ConfigError
@@ -74,10 +75,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, froze
     return args, given
 
 
-def _failed_to_start(message: str, hint: str = "") -> None:
+def _failed_to_start(message: str, code: str = "INVALID_ARGUMENT", hint: str = "") -> NoReturn:
     """Exit as tensorflow_model_server does when Server::BuildAndStart fails: its line on stdout, status 255
     (and, here, what to do on stderr)."""
-    print(f"Failed to start server. Error: INVALID_ARGUMENT: {message}", flush=True)
+    print(f"Failed to start server. Error: {code}: {message}", flush=True)
     if hint:
         print(f"error: {hint}", file=sys.stderr)
     raise SystemExit(255)
@@ -129,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = Options.from_args(args, given)
     except StartError as exc:
-        # As tensorflow_model_server (Server::BuildAndStart, main.cc): on stdout, exit status 255.
-        print(f"Failed to start server. Error: {exc.code}: {exc.message}")
-        return 255
+        _failed_to_start(exc.message, code=exc.code)
     except ConfigError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

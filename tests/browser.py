@@ -7,10 +7,8 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,7 +18,7 @@ import urllib.request
 import numpy as np
 import websocket
 
-from .serverproc import free_port
+from .serverproc import free_port, stop_group
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 WEB = ROOT / "code" / "zh" / "savedmodel" / "web"
@@ -33,19 +31,6 @@ def chromium_path() -> str | None:
         if found:
             return found
     return None
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
 
 
 class StaticServer:
@@ -67,12 +52,12 @@ class StaticServer:
                 return self
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    _stop(self.proc)
+                    stop_group(self.proc, timeout=10)
                     raise RuntimeError("the static server did not start")
                 time.sleep(0.1)
 
     def __exit__(self, *exc) -> None:
-        _stop(self.proc)
+        stop_group(self.proc, timeout=10)
 
 
 class Browser:
@@ -125,7 +110,7 @@ class Browser:
     def __exit__(self, *exc) -> None:
         if getattr(self, "ws", None) is not None:
             self.ws.close()
-        _stop(self.proc)
+        stop_group(self.proc, timeout=10)
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def send(self, method: str, params: dict | None = None) -> dict:

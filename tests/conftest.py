@@ -70,6 +70,17 @@ def grpc_served(testdata, mlp_run, tmp_path_factory):
     server.__exit__(None, None, None)
 
 
+def recording_batcher_for(seen: list):
+    """A DataPlane `batcher_for` whose batcher runs each call at once and appends the time limit it was
+    given (`timeout_s`) to `seen`."""
+    def batcher_for(servable, signature):
+        def run(inputs, timeout_s=None):
+            seen.append(timeout_s)
+            return servable.run(signature, inputs)
+        return run
+    return batcher_for
+
+
 @contextlib.contextmanager
 def settled_manager(config_text: str, folder: pathlib.Path):
     """A ModelManager serving a ModelServerConfig text (written into `folder`), every load settled; stopped after."""

@@ -116,9 +116,7 @@ class LocalRayCluster:
 
     def __enter__(self) -> Self:
         os.environ.update(RAY_ENV)   # for every Ray process started from here on
-        import ray
         from ray._private import ray_constants
-        from ray.cluster_utils import Cluster
 
         # ... and for this one, when Ray was imported before the variable was set.
         ray_constants.ENABLE_RAY_CLUSTER = False
@@ -127,21 +125,23 @@ class LocalRayCluster:
         # once (seen in a CI run). A second try starts from nothing; a second failure is the error.
         for attempt in (1, 2):
             try:
-                self.cluster = Cluster(initialize_head=True, head_node_args=self._node_args(num_cpus=0))
-                for _ in range(self.worker_count):
-                    self.add_node()
-                ray.init(address=self.cluster.address, logging_level="WARNING", runtime_env=RUNTIME_ENV)
-                self.cluster.wait_for_nodes()
-                return self
-            except Exception as e:
+                return self._start()
+            except BaseException as e:
                 self.__exit__()
-                if attempt == 2:
+                if attempt == 2 or not isinstance(e, Exception):
                     raise
                 print(f"raycluster: the local cluster did not start ({e!r}); starting it again", file=sys.stderr)
-            except BaseException:
-                self.__exit__()
-                raise
-        raise AssertionError("unreachable")
+
+    def _start(self) -> Self:
+        import ray
+        from ray.cluster_utils import Cluster
+
+        self.cluster = Cluster(initialize_head=True, head_node_args=self._node_args(num_cpus=0))
+        for _ in range(self.worker_count):
+            self.add_node()
+        ray.init(address=self.cluster.address, logging_level="WARNING", runtime_env=RUNTIME_ENV)
+        self.cluster.wait_for_nodes()
+        return self
 
     def _node_args(self, **extra) -> dict:
         return {

@@ -19,7 +19,7 @@ from server.errors import ServingError
 from server.lifecycle import ModelManager
 from server.signatures import check_method_name
 
-from .conftest import settled_manager
+from .conftest import recording_batcher_for, settled_manager
 
 CONFIG = """
 model_config_list {
@@ -150,13 +150,7 @@ def test_the_batcher_runs_predict_and_examples(manager):
 
 def test_the_time_limit_reaches_the_batcher_the_earlier_of_the_request_and_the_queue_bound(manager):
     seen = []
-
-    def batcher_for(servable, signature):
-        def run(inputs, timeout_s=None):
-            seen.append(timeout_s)
-            return servable.run(signature, inputs)
-        return run
-
+    batcher_for = recording_batcher_for(seen)
     plane = DataPlane(manager, batcher_for=batcher_for)
     plane.predict(ModelSpec("half_plus_two"), X)
     plane.predict(ModelSpec("half_plus_two"), X, timeout_s=2.5)

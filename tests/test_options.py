@@ -196,8 +196,7 @@ def test_platform_config_file_refused_with_tf_servings_message(tmp_path, text, m
     platform = tmp_path / "platform.txt"
     platform.write_text(text)
     with pytest.raises(ConfigError) as e:
-        cli.build_options(["--rest_api_port=8501", "--model_name=m", "--model_base_path=/models/m",
-                           f"--platform_config_file={platform}"], check_paths=False)
+        options("--model_name=m", f"--platform_config_file={platform}")
     assert message in e.value.message
 
 

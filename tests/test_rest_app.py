@@ -16,7 +16,7 @@ from server.dataplane import DataPlane
 from server.rest.app import create_app
 from server.rest.handlers import RestAPI
 
-from .conftest import settled_manager
+from .conftest import recording_batcher_for, settled_manager
 
 CONFIG = """
 model_config_list {
@@ -365,13 +365,7 @@ def test_preflight_is_answered_as_tf_serving_does(manager, client):
 
 def test_rest_timeout_is_each_requests_time_limit_for_the_batcher(manager):
     seen = []
-
-    def batcher_for(servable, signature):
-        def run(inputs, timeout_s=None):
-            seen.append(timeout_s)
-            return servable.run(signature, inputs)
-        return run
-
+    batcher_for = recording_batcher_for(seen)
     for timeout_ms, expected in ((2500, 2.5), (0, None)):
         seen.clear()
         client = create_app(RestAPI(DataPlane(manager, batcher_for=batcher_for), timeout_ms=timeout_ms)).test_client()
