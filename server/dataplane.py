@@ -69,7 +69,9 @@ class DataPlane:
     `batcher_for(servable, signature)` optionally returns a callable that runs inputs through a dynamic
     batcher (batching/); REST and gRPC requests for the same signature then share batches.
     `max_elements` (--max_request_elements; 0 = no limit) bounds the tensor elements of one predict
-    request (summed over its inputs) and the examples of one classify/regress request.
+    request (summed over its inputs) and the examples of one classify/regress request; the examples merged
+    with their context may take at most 8 x max_elements bytes (the memory of the largest numeric
+    tensor allowed), checked before the context is copied into any example.
     `check_method_name(signature, method)` optionally refuses a signature whose method_name does not
     match the API called (TF Serving's --enable_signature_method_name_check).
 
@@ -153,8 +155,10 @@ class DataPlane:
                 self._check_method_name(signature, method)
             key, _ = check_signature(signature)
             self.check_elements(len(examples), "examples")
-            batch = np.empty(len(examples), dtype=object)
-            batch[:] = list(examples)
+            # The context is copied into every example only now, and only within the limit.
+            merged = tf_example.merge_examples(examples, 8 * self._max_elements)
+            batch = np.empty(len(merged), dtype=object)
+            batch[:] = merged
             outputs = self._run(servable, signature, {key: batch}, None, timeout_s)
             version = servable.version
         return Result(spec.name, version, signature_name, check_outputs(outputs, len(examples)),

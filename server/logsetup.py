@@ -38,12 +38,49 @@ for line in sys.stdin.buffer:
 """
 
 
+LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+
+# What a client may put into a message (a URL path, a model name, a feature name) and that would end or
+# fake a log line: C0 controls, DEL, C1 controls (NEL among them) and Unicode's line/paragraph separators.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match) -> str:
+    c = match.group()
+    if c in _NAMED:
+        return _NAMED[c]
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+
+
+def one_line(text: str) -> str:
+    """`text` with every character that could end or fake a log line escaped (\\n, \\x1b, \\u2028, ...),
+    and backslashes doubled, so that an escaped sequence in the input cannot pose as an escape."""
+    if _UNSAFE.search(text) is None and "\\" not in text:
+        return text
+    return _UNSAFE.sub(_escape, text.replace("\\", "\\\\"))
+
+
+class OneLineFormatter(logging.Formatter):
+    """One record, one line: the message (with whatever a client put into it) is escaped; a traceback
+    follows on lines of its own, each indented."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei) -> str:
+        # An exception's text may quote a request too: every line of a traceback is indented, so none
+        # of them can pose as a line of the log.
+        return "\n".join("    " + line for line in super().formatException(ei).splitlines())
+
+
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter(LOG_FORMAT))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
     # TensorFlow's own chatter stays out of the server log unless it is an error.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)

@@ -13,6 +13,8 @@ The REST codec (rest/tf_example_json.py) and the gRPC services build the seriali
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .errors import failed_precondition, invalid_argument
@@ -30,9 +32,58 @@ def with_context(serialized: list[bytes], context: bytes | None) -> list[bytes]:
     return [context + s for s in serialized]
 
 
-def serialize_input(input_proto) -> list[bytes]:
-    """A tensorflow.serving.Input (gRPC Classify/Regress, warm-up records) -> one serialized example each,
-    context first (TF Serving's InputToSerializedExampleTensor); "Input is empty." when it has none."""
+class Examples(Sequence):
+    """A request's serialized examples and its serialized context (or None), kept apart.
+
+    Merging copies the context into every example: `len(examples) * len(context)` bytes, which a small
+    request can make huge (a 4 MB context and 100,000 empty examples: 400 GB). TF Serving merges them
+    only after it has found the model and checked its signature; here the core merges them after that
+    and after its limits (`merged_size` is what the merge would take, known without making it).
+    Reading an item merges all of them once.
+    """
+
+    def __init__(self, serialized: list[bytes], context: bytes | None = None):
+        self.serialized = serialized
+        self.context = context
+        self._merged: list[bytes] | None = None
+
+    @property
+    def merged_size(self) -> int:
+        """Bytes the merged examples take (their contents, without Python's per-object overhead)."""
+        extra = len(self.context) * len(self.serialized) if self.context else 0
+        return extra + sum(len(s) for s in self.serialized)
+
+    def merged(self) -> list[bytes]:
+        if self._merged is None:
+            self._merged = with_context(self.serialized, self.context)
+        return self._merged
+
+    def __len__(self) -> int:
+        return len(self.serialized)
+
+    def __getitem__(self, i):
+        return self.merged()[i]
+
+    def __iter__(self):
+        return iter(self.merged())
+
+
+def merge_examples(examples: Sequence[bytes], max_bytes: int = 0) -> list[bytes]:
+    """The examples with their context merged, once `max_bytes` (0: no limit) allows what that takes;
+    INVALID_ARGUMENT when it does not. Sequences without a context (plain lists) are taken as they are."""
+    size = getattr(examples, "merged_size", None)
+    if size is not None and max_bytes and size > max_bytes:
+        raise invalid_argument(
+            f"Request's {len(examples)} examples with their context take {size} bytes, more than the limit "
+            f"of {max_bytes} (8 x --max_request_elements)")
+    merged = getattr(examples, "merged", None)
+    return merged() if merged is not None else list(examples)
+
+
+def serialize_input(input_proto) -> Examples:
+    """A tensorflow.serving.Input (gRPC Classify/Regress, warm-up records) -> its serialized examples, each
+    read with the context first (TF Serving's InputToSerializedExampleTensor), the merge left to the reader
+    (Examples); "Input is empty." when it has none."""
     kind = input_proto.WhichOneof("kind")
     if kind == "example_list":
         serialized = [e.SerializeToString() for e in input_proto.example_list.examples]
@@ -45,7 +96,7 @@ def serialize_input(input_proto) -> list[bytes]:
         serialized, context = [], None
     if not serialized:
         raise invalid_argument("Input is empty.")
-    return with_context(serialized, context)
+    return Examples(serialized, context)
 
 
 # ---------------------------------------------------------------- signature checks

@@ -91,5 +91,5 @@ def _request(servable, entry: prediction_log_pb2.PredictionLog):
                                f"warm-up {kind}: signature {signature.name} must have exactly "
                                "one input for serialized examples")
         key = next(iter(signature.inputs))
-        return signature, {key: np.array(serialize_input(request.input), dtype=object)}
+        return signature, {key: np.array(serialize_input(request.input).merged(), dtype=object)}
     raise ServingError("UNIMPLEMENTED", f"Unsupported log_type for warmup: {kind}")

@@ -55,3 +55,22 @@ def test_filter_drops_the_noise_of_child_processes_and_keeps_the_rest():
     lines = r.stderr.splitlines()
     # The child's last line has no newline: the parent's line follows it on the same line.
     assert lines == KEPT[:len(NOISE)] + ["no newline at the endparent: last words"], r.stderr
+
+
+def test_a_message_with_line_breaks_stays_one_line_and_cannot_pose_as_an_escape():
+    import logging
+
+    from server.logsetup import LOG_FORMAT, OneLineFormatter, one_line
+    assert one_line("ok /v1/models/m") == "ok /v1/models/m"
+    assert one_line("a\nb\rc\td\x1b[31m\x85\u2028") == "a\\nb\\rc\\td\\x1b[31m\\x85\\u2028"
+    assert one_line("x\\ny") == "x\\\\ny"  # a backslash-n the client typed is not an escaped newline
+    record = logging.LogRecord("server.rest", logging.DEBUG, __file__, 1, "%s -> 404", ("/v1/x\n2026 FORGED",), None)
+    line = OneLineFormatter(LOG_FORMAT).format(record)
+    assert "\n" not in line and line.endswith("server.rest: /v1/x\\n2026 FORGED -> 404")
+    try:
+        raise ValueError("quoted\n2026-12-02 16:00:00,000 99 INFO x: FORGED")
+    except ValueError:
+        import sys
+        record = logging.LogRecord("server", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    lines = OneLineFormatter(LOG_FORMAT).format(record).splitlines()
+    assert lines[0].endswith("server: failed") and all(x.startswith("    ") for x in lines[1:])

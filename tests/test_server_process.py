@@ -146,11 +146,6 @@ def test_http_errors_are_json(served):
         assert set(r.json()) == {"error"}
 
 
-def test_request_errors_are_logged_one_line_each(served):
-    requests.post(f"{served.url}/v1/models/nope:predict", data=b'{"instances": [[1.0]]}')
-    served.wait_log("/v1/models/nope:predict -> 404")
-
-
 def test_loaded_versions_are_logged(served):
     line = served.wait_log("Successfully loaded servable version half_plus_two 124")
     assert "saved_model_half_plus_two_2_versions" in line

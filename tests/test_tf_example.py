@@ -73,7 +73,8 @@ def test_serialize_input_puts_the_context_first():
         listed.examples.add().features.feature["x"].float_list.value.append(value)
     out = tf_example.serialize_input(request)
     context = listed.context.SerializeToString()
-    assert out == [context + e.SerializeToString() for e in listed.examples]
+    assert len(out) == 2 and out.merged_size == 2 * len(context) + sum(e.ByteSize() for e in listed.examples)
+    assert list(out) == [context + e.SerializeToString() for e in listed.examples]
     merged = example_pb2.Example.FromString(out[1])
     assert merged.features.feature["c"].float_list.value == [1.0]
     assert merged.features.feature["x"].float_list.value == [3.0]
@@ -82,8 +83,21 @@ def test_serialize_input_puts_the_context_first():
 def test_serialize_input_plain_list_and_empty_input():
     request = input_pb2.Input()
     request.example_list.examples.add().features.feature["x"].int64_list.value.append(7)
-    assert tf_example.serialize_input(request) == [request.example_list.examples[0].SerializeToString()]
+    assert list(tf_example.serialize_input(request)) == [request.example_list.examples[0].SerializeToString()]
     for empty in (input_pb2.Input(), input_pb2.Input(example_list=input_pb2.ExampleList())):
         e = error(tf_example.serialize_input, empty)
         assert (e.code, e.message) == ("INVALID_ARGUMENT", "Input is empty.")
 
+
+
+def test_merge_examples_checks_the_size_before_copying_the_context():
+    examples = tf_example.Examples([b"a", b"bc"], b"0123456789")
+    assert examples.merged_size == 23
+    with pytest.raises(ServingError) as e:
+        tf_example.merge_examples(examples, 22)
+    assert e.value.code == "INVALID_ARGUMENT"
+    assert e.value.message == ("Request's 2 examples with their context take 23 bytes, more than the limit of 22 "
+                               "(8 x --max_request_elements)")
+    assert examples._merged is None  # nothing was copied
+    assert tf_example.merge_examples(examples, 23) == [b"0123456789a", b"0123456789bc"]
+    assert tf_example.merge_examples([b"x"], 0) == [b"x"]

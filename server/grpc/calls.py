@@ -46,7 +46,7 @@ class Call:
         try:
             response = handler(*args)
         except ServingError as exc:
-            log.warning("gRPC %s -> %s: %s", api or _method_name(handler), exc.code, " ".join(exc.message.split()))
+            log.debug("gRPC %s -> %s: %s", api or _method_name(handler), exc.code, exc.message)
             self._record(api, model_name, exc.code, started)
             context.abort(grpc.StatusCode[exc.code], status_message(exc.message))
         except Exception as exc:  # noqa: BLE001 - whatever failed, the client gets a status, not a reset

@@ -138,12 +138,19 @@ class LazyExamples(Sequence):
 
     def __init__(self, input_proto):
         self._input = input_proto
-        self._items: list[bytes] | None = None
+        self._items: tf_example.Examples | None = None
 
-    def _get(self) -> list[bytes]:
+    def _get(self) -> tf_example.Examples:
         if self._items is None:
             self._items = tf_example.serialize_input(self._input)
         return self._items
+
+    @property
+    def merged_size(self) -> int:
+        return self._get().merged_size
+
+    def merged(self) -> list[bytes]:
+        return self._get().merged()
 
     def __len__(self) -> int:
         return len(self._get())

@@ -157,13 +157,14 @@ class Responder:
         try:
             answer = dispatch(self.api, method, path, read_body(), found)
         except errors.ServingError as exc:
-            # One line per request error, whatever the message holds.
-            log.warning("%s %s -> %d %s: %s", method, path, exc.http_status, exc.code, " ".join(exc.message.split()))
+            # A request error is the client's: at debug level (TF Serving logs them at VLOG(1)), counted in
+            # :tensorflow:serving:request_count by status; the log's formatter keeps it on one line.
+            log.debug("%s %s -> %d %s: %s", method, path, exc.http_status, exc.code, exc.message)
             if metrics is not None:
                 self._record(found, exc.code, started)
             return exc.http_status, error_body(exc.message), self._json_headers
         except BodyTooLarge:  # TF Serving has no limit: no canonical code, 413
-            log.warning("%s %s -> 413: body over %d bytes", method, path, self.max_body)
+            log.debug("%s %s -> 413: body over %d bytes", method, path, self.max_body)
             return 413, error_body(f"Request body is larger than the limit of {self.max_body} bytes "
                                    "(--rest_api_max_body_bytes)"), self._json_headers
         except Exception as exc:  # never an HTML page or a dropped connection

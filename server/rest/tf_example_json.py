@@ -15,14 +15,15 @@ import numpy as np
 from tensorflow.core.example import example_pb2, feature_pb2
 
 from ..errors import ServingError, invalid_argument
-from ..tf_example import CLASSES, REGRESS_OUTPUTS, SCORES, check_classify_outputs, check_regress_outputs, with_context
+from ..tf_example import CLASSES, REGRESS_OUTPUTS, SCORES, Examples, check_classify_outputs, check_regress_outputs
 from .json_values import b64_decode, format_error, is_lossless, lossy_error
 from .json_writer import float_texts, json_string, json_type, to_bytes, value_to_string
 
 # ---------------------------------------------------------------- request
 
-def decode_examples(doc: dict) -> list[bytes]:
-    """The request's examples, each serialized (context first when there is one), ready to feed.
+def decode_examples(doc: dict) -> Examples:
+    """The request's examples and context, each serialized; the core merges them (tf_example.Examples)
+    once it has found the model and signature and checked its limits, as TF Serving does.
 
     Raises INVALID_ARGUMENT with TF Serving's messages: "Example must be JSON object but got JSON
     <type>", "... key 'examples' is expected and was not found", "Expecting 'examples' value to be an
@@ -42,7 +43,7 @@ def decode_examples(doc: dict) -> list[bytes]:
     if not items:
         raise format_error(doc, "'examples' value is an empty array")
     serialized = [make_example(e).SerializeToString(deterministic=True) for e in items]
-    return with_context(serialized, None if context is None else context.SerializeToString(deterministic=True))
+    return Examples(serialized, None if context is None else context.SerializeToString(deterministic=True))
 
 
 def make_example(val: Any) -> example_pb2.Example:
