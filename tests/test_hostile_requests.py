@@ -78,10 +78,10 @@ def served():
 
 
 def classify_bomb(model: str, signature: str = "classify_x_to_y", examples: int = 100_000) -> bytes:
-    """About 5 MB: a 4 MB context and `examples` empty examples (merged: 4 MB x examples)."""
+    """About 5 MB: a 4 MB context and `examples` small examples (merged: 4 MB x examples, 400 GB)."""
     context = {"pad": "x" * (4 << 20)}
     return json.dumps({"signature_name": signature, "context": context,
-                       "examples": [{} for _ in range(examples)]}).encode()
+                       "examples": [{"x": 1.0} for _ in range(examples)]}).encode()
 
 
 def test_classify_context_bomb_to_a_missing_model_is_cheap(served):
