@@ -62,7 +62,7 @@ def flag(args: list[str], name: str) -> str:
 # -- schemas ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("kind", ["Deployment", "Service", "HorizontalPodAutoscaler"])
+@pytest.mark.parametrize("kind", ["Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy"])
 def test_kubernetes_objects_match_the_api_schema(kind, version):
     k8s_validate(objects()[kind], version, strict=True)  # raises ValidationError on any problem
 
@@ -118,7 +118,8 @@ def test_probes_ports_and_service_agree():
     assert (grpc_port["name"], grpc_port["containerPort"]) == ("grpc", int(flag(args, "port")))
     # readiness: the model status API of the model being served (deploy/ready.py PORT NAME)
     assert c["readinessProbe"]["exec"]["command"][-2:] == [str(port), flag(args, "model_name")]
-    assert c["livenessProbe"]["tcpSocket"]["port"] == http["name"]
+    # liveness over HTTP (a TCP probe passes while every request hangs): the model's status API
+    assert c["livenessProbe"]["httpGet"] == {"path": f"/v1/models/{flag(args, 'model_name')}", "port": http["name"]}
     assert c["startupProbe"]["tcpSocket"]["port"] == http["name"]
     service = objs["Service"]["spec"]
     assert [p["targetPort"] for p in service["ports"]] == ["http", "grpc"]
@@ -158,6 +159,22 @@ def test_servingruntime_runs_the_server_as_kserve_runs_tf_serving():
     assert {"v1", "grpc-v1"} <= set(spec["protocolVersions"])
     cli.build_options([a.replace("{{.Name}}", "mlp") for a in ours], check_paths=False)
     assert c["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["runAsUser"] != 0
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (tmp,) = [m for m in c["volumeMounts"] if m["mountPath"] == "/tmp"]   # the one place it writes
+    assert any(v["name"] == tmp["name"] and "emptyDir" in v for v in spec["volumes"])
+
+
+def test_pods_hold_no_service_account_token_and_take_traffic_on_their_ports_only():
+    objs = objects()
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    policy = objs["NetworkPolicy"]["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= objs["Deployment"]["spec"]["template"]["metadata"][
+        "labels"].items()
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    assert sorted(p["port"] for p in rule["ports"]) == sorted(p["name"] for p in container(objs["Deployment"])["ports"])
 
 
 def test_inferenceservice_selects_the_runtime():
