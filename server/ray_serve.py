@@ -6,9 +6,9 @@
 Every flag of `python -m server` means the same here; the ones below are Ray's. Each replica is one
 worker of this server (model manager + core + the WSGI app), so replicas load the models from the
 same base path or config file, poll it for new versions and answer with the same bytes as the single
-server. Ray Serve's HTTP proxy listens on --rest_api_host:--rest_api_port and spreads requests over
-the replicas; Ray places, restarts and autoscales them (--autoscaling_config takes Ray Serve's own
-settings as JSON). The command deploys, waits until every replica is running and exits: the
+server. Ray Serve's HTTP proxy listens on --rest_api_host:--rest_api_port (the host 127.0.0.1 unless
+given) and spreads requests over the replicas; Ray places, restarts and autoscales them
+(--autoscaling_config takes Ray Serve's own settings as JSON). The command deploys, waits until every replica is running and exits: the
 application lives on the cluster until `serve shutdown` or `--delete`.
 """
 from __future__ import annotations
@@ -218,6 +218,15 @@ def app_summary(app_name: str) -> dict:
             "replicas": {str(k): v for k, v in deployment.replica_states.items()}}
 
 
+def proxy_http_options(options) -> dict:
+    """Where Ray Serve's HTTP proxies listen: --rest_api_host:--rest_api_port on every node that runs one.
+    Without --rest_api_host, 127.0.0.1 (not TF Serving's 0.0.0.0): the proxies run on every node of a
+    cluster whose other ports Ray itself leaves open, so listening on a node's other interfaces is
+    something to ask for (--rest_api_host=0.0.0.0), never a default."""
+    host = options.rest_api_host if "rest_api_host" in options.given_flags else "127.0.0.1"
+    return {"host": host, "port": options.rest_api_port}
+
+
 def main(argv: list[str] | None = None) -> int:
     import ray
 
@@ -236,12 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("--port/--grpc_socket_path have no effect here: through Ray Serve this server speaks REST only")
     if not ray.is_initialized():  # else: called from a driver that is already connected
         ray.init(address=opts.ray_address, runtime_env=runtime_env(opts), logging_level=logging.WARNING)
-    serve.start(http_options={"host": options.rest_api_host, "port": options.rest_api_port},
-                proxy_location=opts.proxy_location)
+    serve.start(http_options=proxy_http_options(options), proxy_location=opts.proxy_location)
     serve.run(build_app(opts, server_argv), name=opts.app_name, route_prefix="/", blocking=False)
     summary = wait_running(opts.app_name, opts.wait_timeout_s)
     print(json.dumps(summary))
-    print(f"REST API on http://{options.rest_api_host}:{options.rest_api_port}/v1/models/... "
+    print(f"REST API on http://{proxy_http_options(options)['host']}:{options.rest_api_port}/v1/models/... "
           f"({sum(summary['replicas'].values())} replica(s))")
     return 0
 

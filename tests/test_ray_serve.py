@@ -61,6 +61,15 @@ def test_replicas_serve_rest_only(testdata, capsys):
     assert "--rest_api_port is required" in str(exit_.value) + capsys.readouterr().err
 
 
+def test_proxies_listen_on_loopback_unless_an_address_is_given(testdata):
+    base = f"--model_base_path={testdata / 'saved_model_half_plus_two_2_versions'}"
+    options = ray_serve.check_server_flags(["--rest_api_port=8000", base])
+    assert options.rest_api_host == "0.0.0.0"   # the single server's default, as TF Serving's
+    assert ray_serve.proxy_http_options(options) == {"host": "127.0.0.1", "port": 8000}
+    options = ray_serve.check_server_flags(["--rest_api_port=8000", "--rest_api_host=0.0.0.0", base])
+    assert ray_serve.proxy_http_options(options) == {"host": "0.0.0.0", "port": 8000}
+
+
 def test_runtime_env_ships_the_server_package():
     opts, _ = ray_serve.build_parser().parse_known_args([])
     env = ray_serve.runtime_env(opts)
