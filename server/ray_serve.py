@@ -8,8 +8,8 @@ worker of this server (model manager + core + the WSGI app), so replicas load th
 same base path or config file, poll it for new versions and answer with the same bytes as the single
 server. Ray Serve's HTTP proxy listens on --rest_api_host:--rest_api_port (the host 127.0.0.1 unless
 given) and spreads requests over the replicas; Ray places, restarts and autoscales them
-(--autoscaling_config takes Ray Serve's own settings as JSON). The command deploys, waits until every replica is running and exits: the
-application lives on the cluster until `serve shutdown` or `--delete`.
+(--autoscaling_config takes Ray Serve's own settings as JSON). The command deploys, waits until every
+replica is running and exits: the application lives on the cluster until `serve shutdown` or `--delete`.
 """
 from __future__ import annotations
 
