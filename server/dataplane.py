@@ -69,8 +69,8 @@ class DataPlane:
     `batcher_for(servable, signature)` optionally returns a callable that runs inputs through a dynamic
     batcher (batching/); REST and gRPC requests for the same signature then share batches.
     `max_elements` (--max_request_elements; 0 = no limit) bounds the tensor elements of one predict
-    request (summed over its inputs) and the examples of one classify/regress request; the examples merged
-    with their context may take at most 8 x max_elements bytes (the memory of the largest numeric
+    request (summed over its inputs) and the examples of one classify/regress request; the copies of a
+    context into its examples may take at most 8 x max_elements bytes (the memory of the largest numeric
     tensor allowed), checked before the context is copied into any example.
     `check_method_name(signature, method)` optionally refuses a signature whose method_name does not
     match the API called (TF Serving's --enable_signature_method_name_check).

@@ -38,7 +38,7 @@ class Examples(Sequence):
     Merging copies the context into every example: `len(examples) * len(context)` bytes, which a small
     request can make huge (a 4 MB context and 100,000 empty examples: 400 GB). TF Serving merges them
     only after it has found the model and checked its signature; here the core merges them after that
-    and after its limits (`merged_size` is what the merge would take, known without making it).
+    and after its limits (`copied_size` is what the copies would take, known without making them).
     Reading an item merges all of them once.
     """
 
@@ -48,10 +48,9 @@ class Examples(Sequence):
         self._merged: list[bytes] | None = None
 
     @property
-    def merged_size(self) -> int:
-        """Bytes the merged examples take (their contents, without Python's per-object overhead)."""
-        extra = len(self.context) * len(self.serialized) if self.context else 0
-        return extra + sum(len(s) for s in self.serialized)
+    def copied_size(self) -> int:
+        """Bytes the merge copies the context into: its size times the number of examples."""
+        return len(self.context) * len(self.serialized) if self.context else 0
 
     def merged(self) -> list[bytes]:
         if self._merged is None:
@@ -68,14 +67,16 @@ class Examples(Sequence):
         return iter(self.merged())
 
 
-def merge_examples(examples: Sequence[bytes], max_bytes: int = 0) -> list[bytes]:
-    """The examples with their context merged, once `max_bytes` (0: no limit) allows what that takes;
-    INVALID_ARGUMENT when it does not. Sequences without a context (plain lists) are taken as they are."""
-    size = getattr(examples, "merged_size", None)
-    if size is not None and max_bytes and size > max_bytes:
+def merge_examples(examples: Sequence[bytes], max_copied: int = 0) -> list[bytes]:
+    """The examples with their context merged, once `max_copied` (bytes; 0: no limit) allows the copies
+    of the context that takes; INVALID_ARGUMENT when it does not. The examples themselves are bounded by
+    the request's size. Sequences without a context (plain lists) are taken as they are."""
+    copied = getattr(examples, "copied_size", None)
+    if copied is not None and max_copied and copied > max_copied:
+        context = copied // len(examples)
         raise invalid_argument(
-            f"Request's {len(examples)} examples with their context take {size} bytes, more than the limit "
-            f"of {max_bytes} (8 x --max_request_elements)")
+            f"Request's context of {context} bytes copied into each of its {len(examples)} examples takes "
+            f"{copied} bytes, more than the limit of {max_copied} (8 x --max_request_elements)")
     merged = getattr(examples, "merged", None)
     return merged() if merged is not None else list(examples)
 

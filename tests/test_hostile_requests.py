@@ -108,8 +108,8 @@ def test_classify_context_bomb_to_a_real_model_is_refused_before_the_copies(serv
         time.sleep(0.2)
     assert r.status_code == 400, r.text
     message = r.json()["error"]
-    assert re.fullmatch(r"Request's 100000 examples with their context take \d+ bytes, more than the limit "
-                        r"of \d+ \(8 x --max_request_elements\)", message), message
+    assert re.fullmatch(r"Request's context of \d+ bytes copied into each of its 100000 examples takes \d+ "
+                        r"bytes, more than the limit of \d+ \(8 x --max_request_elements\)", message), message
     good.check()
 
 

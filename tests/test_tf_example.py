@@ -73,7 +73,7 @@ def test_serialize_input_puts_the_context_first():
         listed.examples.add().features.feature["x"].float_list.value.append(value)
     out = tf_example.serialize_input(request)
     context = listed.context.SerializeToString()
-    assert len(out) == 2 and out.merged_size == 2 * len(context) + sum(e.ByteSize() for e in listed.examples)
+    assert len(out) == 2 and out.copied_size == 2 * len(context)
     assert list(out) == [context + e.SerializeToString() for e in listed.examples]
     merged = example_pb2.Example.FromString(out[1])
     assert merged.features.feature["c"].float_list.value == [1.0]
@@ -92,12 +92,13 @@ def test_serialize_input_plain_list_and_empty_input():
 
 def test_merge_examples_checks_the_size_before_copying_the_context():
     examples = tf_example.Examples([b"a", b"bc"], b"0123456789")
-    assert examples.merged_size == 23
+    assert examples.copied_size == 20
     with pytest.raises(ServingError) as e:
-        tf_example.merge_examples(examples, 22)
+        tf_example.merge_examples(examples, 19)
     assert e.value.code == "INVALID_ARGUMENT"
-    assert e.value.message == ("Request's 2 examples with their context take 23 bytes, more than the limit of 22 "
-                               "(8 x --max_request_elements)")
+    assert e.value.message == ("Request's context of 10 bytes copied into each of its 2 examples takes 20 bytes, "
+                               "more than the limit of 19 (8 x --max_request_elements)")
     assert examples._merged is None  # nothing was copied
-    assert tf_example.merge_examples(examples, 23) == [b"0123456789a", b"0123456789bc"]
+    assert tf_example.merge_examples(examples, 20) == [b"0123456789a", b"0123456789bc"]
+    assert tf_example.merge_examples(tf_example.Examples([b"big" * 100]), 1) == [b"big" * 100]  # no context
     assert tf_example.merge_examples([b"x"], 0) == [b"x"]

@@ -146,8 +146,8 @@ class LazyExamples(Sequence):
         return self._items
 
     @property
-    def merged_size(self) -> int:
-        return self._get().merged_size
+    def copied_size(self) -> int:
+        return self._get().copied_size
 
     def merged(self) -> list[bytes]:
         return self._get().merged()
