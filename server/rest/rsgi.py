@@ -190,7 +190,7 @@ class RsgiAdapter:
                     raise BodyTooLarge
                 return body
             status, payload, out_headers = responder("POST", path, read_body)
-            return status, list(out_headers), payload
+            return status, [*out_headers, ("Content-Length", str(len(payload)))], payload   # as the WSGI shortcut
         return self._call(self._environ(scope, headers, body, length_text, chunked))
 
     def _call(self, environ: dict):
