@@ -217,18 +217,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Address to listen on (default 0.0.0.0, as TF Serving; 127.0.0.1 for this machine only).")
     x.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                    help="Worker processes, each with its own copy of the models (default 1).")
-    x.add_argument("--rest_api_max_body_bytes", type=_non_negative_int, default=256 << 20, metavar="N",
-                   help="Largest request body in bytes (default 268435456 = 256 MiB; 0 = no limit). A longer body "
-                        "is answered 413 with a JSON error before it is read.")
-    x.add_argument("--max_request_elements", type=_non_negative_int, default=1 << 26, metavar="N",
+    x.add_argument("--rest_api_max_body_bytes", type=_non_negative_int, default=16 << 20, metavar="N",
+                   help="Largest request body in bytes (default 16777216 = 16 MiB; 0 = no limit). A longer body "
+                        "is answered 413 with a JSON error before it is read. Memory: one worker holds at most "
+                        "about 0.7 GiB (TensorFlow and a small model) + --rest_api_max_buffered_bytes + "
+                        "--rest_api_num_threads x max(36 x this, 240 B x --max_request_elements) (measured: a "
+                        "JSON body costs up to 36 times its size while parsed, an element up to 240 bytes until "
+                        "answered); with the defaults 0.7 + 0.06 + 1 x 0.56 GiB, within the 2 GiB that "
+                        "deploy/kubernetes gives a pod.")
+    x.add_argument("--max_request_elements", type=_non_negative_int, default=1 << 20, metavar="N",
                    help="Most tensor elements one predict request may send, over all its inputs, and most examples "
-                        "one classify/regress request may send (default 67108864; 0 = no limit). More is answered "
+                        "one classify/regress request may send (default 1048576; 0 = no limit). More is answered "
                         "400 INVALID_ARGUMENT before the model runs.")
     x.add_argument("--batching_queue_timeout_in_ms", type=_non_negative_int, default=0, metavar="MS",
                    help="With batching, the longest any request (REST or gRPC) may wait for its batch, in "
                         "milliseconds (default 0 = no bound of its own: a REST request is bounded by "
                         "--rest_api_timeout_in_ms, a gRPC request by its deadline if the client set one). A "
                         "request past it answers DEADLINE_EXCEEDED (REST 504) and is never run.")
+    x.add_argument("--rest_api_body_timeout_in_ms", type=_non_negative_int, default=60000, metavar="MS",
+                   help="Time a REST request's whole body may take to arrive once its headers are in, in "
+                        "milliseconds (default 60000 = 1 minute: 3 MB at 400 kbit/s; 0 = no bound). Until then the "
+                        "request holds no thread; past it: 408 and the connection is closed.")
+    x.add_argument("--rest_api_idle_timeout_in_ms", type=_non_negative_int, default=50000, metavar="MS",
+                   help="A REST connection that sends no complete request headers for this long is closed "
+                        "(default 50000, the 50 s read timeout of libevent, TF Serving's HTTP layer). Idle "
+                        "connections are accepted up to the open-files limit (raised to its hard limit at start).")
+    x.add_argument("--rest_api_max_buffered_bytes", type=_non_negative_int, default=64 << 20, metavar="N",
+                   help="Most bytes of REST request bodies one worker holds at once, being received or run "
+                        "(default 67108864 = 64 MiB; 0 = no bound). A request waits, holding no thread, for "
+                        "room for its Content-Length (for --rest_api_max_body_bytes when the length is unknown).")
     x.add_argument("--log_level", default="info", choices=["debug", "info", "warning", "error"],
                    help="Log level (default info).")
     return p

@@ -1,4 +1,5 @@
-"""The HTTP server: granian (HTTP in Rust) runs `--workers` processes, each serving worker.worker_app."""
+"""The HTTP server: granian (HTTP in Rust, RSGI interface) runs `--workers` processes, each serving
+worker.worker_rsgi_app (rest.rsgi around the Flask app: bodies read before a thread runs them)."""
 from __future__ import annotations
 
 import logging
@@ -9,12 +10,26 @@ from .options import Options
 log = logging.getLogger("server")
 
 
+def open_files_limit() -> int:
+    """RLIMIT_NOFILE's soft limit, first raised to the hard one (idle clients may take that many files)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
 def serve(options: Options) -> int:
     """Run granian until SIGINT/SIGTERM; every worker process builds its own Worker from `options`."""
     import multiprocessing
 
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
 
     metrics_dir = None
     if options.prometheus is not None:
@@ -26,15 +41,21 @@ def serve(options: Options) -> int:
     multiprocessing.set_start_method("spawn", force=True)
     log.info("REST API on http://%s:%d/v1/models/... with %d worker(s) x %d threads",
              options.rest_api_host, options.rest_api_port, options.workers, options.rest_api_num_threads)
+    connections = open_files_limit()
     server = Granian(
-        "server.worker:worker_app",
+        "server.worker:worker_rsgi_app",
         factory=True,
-        interface=Interfaces.WSGI,
+        # RSGI: granian reads bodies on the worker's event loop; rest.rsgi runs the app in
+        # --rest_api_num_threads threads once a body is in (a slow client holds no thread).
+        interface=Interfaces.RSGI,
         address=options.rest_api_host,
         port=options.rest_api_port,
         workers=options.workers,
-        blocking_threads=options.rest_api_num_threads,
         backlog=2048,
+        # Connections a worker serves at once (granian's default, backlog // workers, stopped new
+        # clients at 2,048 idle ones): as many as the open files allow, less some for models and logs.
+        backpressure=max(64, connections - 256),
+        http1_settings=HTTP1Settings(header_read_timeout=options.rest_api_idle_timeout_in_ms or 2**31 - 1),
         respawn_failed_workers=True,  # a worker killed (OOM, a crash in TensorFlow) is replaced; the others serve on
         http=HTTPModes.http1,  # TF Serving speaks HTTP/1.1 only
         websockets=False,

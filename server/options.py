@@ -158,9 +158,12 @@ class Options:
     # -- this server's own flags
     rest_api_host: str = "0.0.0.0"
     workers: int = 1
-    rest_api_max_body_bytes: int = 256 << 20   # a longer body: 413
-    max_request_elements: int = 1 << 26        # more tensor elements (or examples) in one request: 400
+    rest_api_max_body_bytes: int = 16 << 20    # a longer body: 413
+    max_request_elements: int = 1 << 20        # more tensor elements (or examples) in one request: 400
     batching_queue_timeout_in_ms: int = 0      # longer in the batching queue: DEADLINE_EXCEEDED; 0: no bound
+    rest_api_body_timeout_in_ms: int = 60000   # a REST body not in by then: 408, connection closed
+    rest_api_idle_timeout_in_ms: int = 50000   # a connection with no request in this long is closed
+    rest_api_max_buffered_bytes: int = 64 << 20   # request bodies one worker holds at once
     log_level: str = "info"
     # -- derived: what the files say, read once
     models: tuple[ModelSettings, ...] = ()

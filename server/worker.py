@@ -208,6 +208,20 @@ def worker_app():
     return worker.app
 
 
+def worker_rsgi_app():
+    """The REST app of one worker process under granian's RSGI interface (http_server.serve's factory):
+    worker_app's WSGI app behind rest.rsgi.RsgiAdapter, which reads each body on the event loop and
+    runs the app in --rest_api_num_threads threads once the body is in."""
+    from .rest.rsgi import RsgiAdapter
+    app = worker_app()
+    options = Options.from_env()
+    return RsgiAdapter(app, threads=options.rest_api_num_threads,
+                       body_timeout_s=options.rest_api_body_timeout_in_ms / 1000,
+                       max_body=options.rest_api_max_body_bytes,
+                       max_buffered=options.rest_api_max_buffered_bytes,
+                       server_port=options.rest_api_port)
+
+
 def serve_in_process(options: Options) -> int:
     """Without a REST API (--rest_api_port=0, as TF Serving): one Worker in this process serves the other
     front ends (gRPC) until SIGINT or SIGTERM."""
