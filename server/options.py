@@ -161,6 +161,10 @@ class Options:
     rest_api_max_body_bytes: int = 256 << 20   # a longer body: 413
     max_request_elements: int = 1 << 26        # more tensor elements (or examples) in one request: 400
     batching_queue_timeout_in_ms: int = 0      # longer in the batching queue: DEADLINE_EXCEEDED; 0: no bound
+    grpc_message_read_timeout_s: int = 60      # a gRPC request message not in by then: DEADLINE_EXCEEDED; 0: none
+    grpc_max_connection_idle_s: int = 300      # a gRPC connection with no call for this long is closed; 0: never
+    profiler_allow_python_tracer: bool = False  # else profiler sessions run with python_tracer_level 0
+    profiler_max_session_s: int = 60           # longest profiler session (Profile, continuous)
     log_level: str = "info"
     # -- derived: what the files say, read once
     models: tuple[ModelSettings, ...] = ()
