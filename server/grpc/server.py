@@ -16,19 +16,19 @@ The server listens on `rest_api_host` (this server's address flag, default 0.0.0
 `--workers N` every worker process serves the same port: gRPC's listeners set SO_REUSEPORT, so the
 kernel spreads connections over the workers.
 
-The server is grpcio's thread-pool server (`grpc.server`) with `--grpc_max_threads` threads (TF Serving's
-default, 4 per CPU). Measured with `python -m bench.grpc_transport [--model BASE_PATH]` (one server
-process, one client process keeping 32 one-image Predict calls in flight, 2 shared cores, median of 3
-alternating 5-second rounds), in req/s:
+The server is grpc.aio on an event loop of its own thread; each unary call awaits its whole request
+message there (at most `--grpc_message_read_timeout_s`), then runs its handler in a pool of
+`--grpc_max_threads` threads (TF Serving's default, 4 per CPU): see dispatch.py. Calls still waiting for
+their message, and idle connections (closed after `--grpc_max_connection_idle_s`), hold no thread.
+grpcio's thread-pool server, used before, gave every call a pool thread as soon as it opened: 4 x CPUs
+calls that never sent their message stopped gRPC for every other client.
 
-    variant                                   stand-in model   the handbook's MLP
-    thread pool, 8 threads                    2,355            2,078
-    thread pool, 1 thread                     1,460            1,469
-    asyncio, handler in a 1-thread executor   2,136            1,716
-    asyncio, handler in the event loop        1,521            1,370
-
-(the machine was shared and busy: single rounds varied by up to 40%). The event-loop variant would also
-keep concurrent requests from ever sharing a batch.
+Speed (issue 20, measured with a script outside the project: two server processes, old and new, h2load in
+turn, 32 connections, one-element Predict on saved_model_half_plus_two_cpu, 3-second windows, 4 rounds,
+2 shared busy cores): the thread-pool server 3,301 req/s median, this one 2,114 (0.64x); grpc.aio's own
+unary path with the same handlers measured 0.90x of the thread-pool server in a shorter run. The earlier
+variant measurement (python -m bench.grpc_transport, 2 shared cores) had thread pool 8 threads 2,355,
+asyncio with a 1-thread executor 2,136 req/s on the stand-in model.
 """
 from __future__ import annotations
 
