@@ -143,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         if not alts_available():   # never serve in plaintext instead
             print(f"error: {ALTS_UNAVAILABLE}", file=sys.stderr)
             return 1
+    elif options.grpc_enabled and options.ssl_config is not None:
+        from .grpc.credentials import ssl_config_problem
+        problem = ssl_config_problem(options.ssl_config)   # before any worker starts, as BuildAndStart fails
+        if problem:
+            _failed_to_start("Failed to BuildAndStart gRPC server", hint=problem)
     filter_gpu_probe_noise()   # before any worker imports TensorFlow
     if not options.rest_enabled:
         from .worker import serve_in_process

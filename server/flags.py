@@ -246,6 +246,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Most bytes of REST request bodies one worker holds at once, being received or run "
                         "(default 67108864 = 64 MiB; 0 = no bound). A request waits, holding no thread, for "
                         "room for its Content-Length (for --rest_api_max_body_bytes when the length is unknown).")
+    x.add_argument("--grpc_message_read_timeout_s", type=_non_negative_int, default=60, metavar="S",
+                   help="Longest a gRPC call may take to send its whole request message, in seconds, from the "
+                        "call's start (default 60: 1 MB at 140 kbit/s; 0 = no bound). A call waiting for its "
+                        "message holds no thread; past this it is answered DEADLINE_EXCEEDED.")
+    x.add_argument("--grpc_max_connection_idle_s", type=_non_negative_int, default=300, metavar="S",
+                   help="Close a gRPC connection that has had no call open for this many seconds (default 300; "
+                        "0 = never; the channel argument grpc.max_connection_idle_ms, which "
+                        "--grpc_channel_arguments can also set).")
+    x.add_argument("--profiler_allow_python_tracer", type=_bool, nargs="?", const=True, default=False,
+                   metavar="BOOL",
+                   help="Let profiler clients turn on TensorFlow's Python tracer (python_tracer_level; it records "
+                        "every Python call). Default false: as in tensorflow_model_server, which has no Python "
+                        "tracer, the level is taken as 0.")
+    x.add_argument("--profiler_max_session_s", type=_positive_int, default=60, metavar="S",
+                   help="Longest profiler session, in seconds (default 60): a Profile call's duration_ms is cut "
+                        "to it, and a continuous profiling session not read with GetSnapshot within it is "
+                        "stopped and dropped.")
     x.add_argument("--log_level", default="info", choices=["debug", "info", "warning", "error"],
                    help="Log level (default info).")
     return p

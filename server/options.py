@@ -164,6 +164,10 @@ class Options:
     rest_api_body_timeout_in_ms: int = 60000   # a REST body not in by then: 408, connection closed
     rest_api_idle_timeout_in_ms: int = 50000   # a connection with no request in this long is closed
     rest_api_max_buffered_bytes: int = 64 << 20   # request bodies one worker holds at once
+    grpc_message_read_timeout_s: int = 60      # a gRPC request message not in by then: DEADLINE_EXCEEDED; 0: none
+    grpc_max_connection_idle_s: int = 300      # a gRPC connection with no call for this long is closed; 0: never
+    profiler_allow_python_tracer: bool = False  # else profiler sessions run with python_tracer_level 0
+    profiler_max_session_s: int = 60           # longest profiler session (Profile, continuous)
     log_level: str = "info"
     # -- derived: what the files say, read once
     models: tuple[ModelSettings, ...] = ()

@@ -152,4 +152,46 @@ def test_where_the_xspace_goes_and_the_session_settings(tmp_path):
     assert profiler.save_xspace(request, b"y") == str(tmp_path / "run" / "worker-0.xplane.pb")
     assert profiler.session_options(request.opts) == {"host_tracer_level": 2, "device_tracer_level": 0,
                                                       "python_tracer_level": 0}
-    assert profiler.session_options(profiler.messages()["ProfileRequest"]().opts) == {}   # TensorFlow's defaults
+    # TensorFlow's defaults, the Python tracer off (tensorflow_model_server has none)
+    assert profiler.session_options(profiler.messages()["ProfileRequest"]().opts) == {"python_tracer_level": 0}
+
+
+def test_the_python_tracer_only_with_the_flag():
+    """A client asking for the Python tracer (it records every Python call) gets level 0, as from a C++
+    server, unless --profiler_allow_python_tracer says otherwise."""
+    opts = _profile_request().opts
+    opts.python_tracer_level = 1
+    opts.host_tracer_level = 3
+    assert profiler.session_options(opts) == {"host_tracer_level": 3, "device_tracer_level": 0,
+                                              "python_tracer_level": 0}
+    assert profiler.session_options(opts, python_tracer=True)["python_tracer_level"] == 1
+
+
+def _in_process(max_seconds):
+    options = types.SimpleNamespace(port=free_port(), grpc_socket_path="", grpc_channel_arguments="",
+                                    grpc_max_threads=2, enable_grpc_healthcheck_service=False, ssl_config=None,
+                                    enable_serialization_as_tensor_content=False, rest_api_host="127.0.0.1",
+                                    models=(), enable_profiler=True, profiler_max_session_s=max_seconds)
+    return grpc_server.GrpcServer(None, options).start()
+
+
+def test_no_session_records_past_the_bound():
+    """--profiler_max_session_s: Profile's duration is cut to it; a continuous session nobody reads
+    within it is stopped, so that no client leaves one recording until memory runs out."""
+    server = _in_process(1)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            long = _profile_request(emit_xspace=True)
+            long.opts.duration_ms = 3_600_000              # an hour asked for
+            started = time.monotonic()
+            assert profiler.messages()["ProfileResponse"].FromString(_call(channel, "Profile", long)).xspace.planes
+            assert time.monotonic() - started < 10
+            _call(channel, "StartContinuousProfiling", _profile_request(session_id="c"))
+            assert profiler.messages()["ProfileResponse"].FromString(_call(channel, "GetSnapshot")).xspace.planes
+            time.sleep(2)                                  # no snapshot within the bound: stopped
+            assert _code(lambda: _call(channel, "GetSnapshot")) == (
+                grpc.StatusCode.NOT_FOUND, "No continuous profiling session found.")
+            _call(channel, "StartContinuousProfiling", _profile_request(session_id="d"))   # the slot is free
+            _call(channel, "StopContinuousProfiling")
+    finally:
+        server.stop(0)

@@ -1,6 +1,8 @@
 """The gRPC front end (server/grpc/server.py, calls.py): flags, TLS, Unix socket, health, deadlines."""
 import datetime
 import ipaddress
+import subprocess
+import sys
 import threading
 import time
 import types
@@ -21,7 +23,7 @@ from server.errors import ServingError
 from server.grpc import calls
 from server.grpc import server as grpc_server
 
-from .serverproc import ServerProcess, free_port
+from .serverproc import ROOT, ServerProcess, free_port
 
 # ---------------------------------------------------------------------------------------------
 # Pieces
@@ -348,3 +350,20 @@ def test_an_undecodable_request_is_logged_in_one_line_without_a_traceback():
     other = logging.LogRecord("grpc._common", logging.ERROR, __file__, 1, "Exception serializing message!", (),
                               exc_info)
     assert grpc_server._UNDECODABLE.filter(other) and other.exc_info is exc_info  # anything else as it was
+
+
+@pytest.mark.parametrize("case", ["key of another certificate", "not PEM"])
+def test_a_bad_tls_config_stops_the_server_at_start(testdata, tmp_path, pki, case):
+    """As tensorflow_model_server (BuildAndStart fails; main.cc prints it, status 255), before any worker."""
+    key = _pem(_key()) if case == "key of another certificate" else b"not a key"
+    ssl = tmp_path / "ssl.config"
+    ssl.write_text(f'server_key: "{_text(key)}"\nserver_cert: "{_text(pki.server_cert)}"\n')
+    done = subprocess.run([sys.executable, "-m", "server", f"--port={free_port()}", f"--rest_api_port={free_port()}",
+                           "--rest_api_host=127.0.0.1", f"--ssl_config_file={ssl}",
+                           f"--model_base_path={testdata / 'saved_model_half_plus_two_cpu'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 255
+    assert done.stdout.endswith(
+        "Failed to start server. Error: INVALID_ARGUMENT: Failed to BuildAndStart gRPC server\n")
+    assert "gRPC cannot serve TLS with this server_key and server_cert" in done.stderr
+    assert "worker" not in done.stdout + done.stderr and "Traceback" not in done.stderr

@@ -236,3 +236,34 @@ def test_varints_equal_protobufs_own(values):
     want = tensor_pb2.TensorProto(uint64_val=values).SerializeToString()
     got = tp._packed(17, tp._varints(np.array(values, dtype=np.uint64))) if values else b""
     assert got == want
+
+
+def test_a_long_string_list_is_read_in_order():
+    strings = [b"", b"a", b"\x00\x80" * 70, b"z" * 300] * 2500
+    proto = make(types_pb2.DT_STRING, [len(strings)], tensor_content=tp._encode_string_list(strings))
+    assert tp.to_ndarray(proto).tolist() == strings
+
+
+def test_a_string_tensor_the_signature_does_not_take_is_refused_before_it_is_decoded(monkeypatch):
+    """A million strings in one million bytes sent to a float input: the dtype is refused, and no string is
+    decoded (a Python object each) to find that out."""
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    from server.errors import ServingError
+    from server.grpc import prediction_service
+    from server.signatures import Signature
+
+    sig = meta_graph_pb2.SignatureDef(method_name="tensorflow/serving/predict")
+    sig.inputs["x"].name, sig.inputs["x"].dtype = "x:0", types_pb2.DT_FLOAT
+    sig.inputs["x"].tensor_shape.dim.add(size=-1)
+    signature = Signature.from_proto("serving_default", sig)
+    n = 1_000_000
+    inputs = {"x": make(types_pb2.DT_STRING, [n], tensor_content=b"\x00" * n)}
+
+    def never(proto):
+        raise AssertionError("decoded")
+    monkeypatch.setattr(tp, "to_ndarray", never)
+    with pytest.raises(ServingError) as info:
+        prediction_service.decode_inputs(inputs, signature)
+    assert info.value.code == "INVALID_ARGUMENT"
+    assert info.value.message.startswith("Input 'x': value of type string is not of expected type: float")

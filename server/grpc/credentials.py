@@ -29,6 +29,27 @@ def alts_available() -> bool:
         server.stop(None)
 
 
+def ssl_config_problem(ssl) -> str | None:
+    """Why gRPC cannot serve TLS with this SSLConfig (a key that is not a PEM private key, a certificate
+    that is not a PEM chain, or a key that does not match the certificate), or None when it can: tried on
+    a throwaway server and an ephemeral loopback port, never started, so that the command line refuses
+    a bad --ssl_config_file before any worker starts (tensorflow_model_server fails in BuildAndStart)."""
+    try:
+        credentials = server_credentials(ssl)
+    except GrpcError as exc:
+        return str(exc)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    try:
+        if server.add_secure_port("127.0.0.1:0", credentials) != 0:
+            return None
+    except RuntimeError:
+        pass
+    finally:
+        server.stop(None)
+    return ("--ssl_config_file: gRPC cannot serve TLS with this server_key and server_cert (not a PEM private "
+            "key and certificate chain, or a key that does not match the certificate)")
+
+
 def server_credentials(ssl, alts: bool = False) -> grpc.ServerCredentials | None:
     """ALTS credentials with `alts`, else TLS credentials from the SSLConfig's settings (None: plaintext),
     as TF Serving's BuildServerCredentials."""

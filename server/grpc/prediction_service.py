@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -25,6 +26,7 @@ from .. import dataplane as dp
 from .. import tf_example
 from ..errors import ServingError, invalid_argument, unimplemented
 from ..signatures import Signature
+from ..validation import check_dtype
 from . import tensor_proto
 from .calls import Call
 
@@ -115,8 +117,18 @@ def decode_inputs(inputs, signature: Signature, check_elements=None) -> dict[str
             # TensorFlow would read it; this server cannot hold it (no model takes such a tensor anyway).
             raise invalid_argument(f"input tensor {alias} has {rank} dimensions; this server supports at most "
                                    f"{tensor_proto.NUMPY_MAX_DIMS}")
+        proto = inputs[alias]
+        if proto.dtype == types_pb2.DT_STRING:
+            # Strings cost a Python object each: refuse a string tensor the signature does not take
+            # before decoding it (validation's message, on a stand-in of the declared shape).
+            try:
+                shape = tensor_proto.shape_of(proto)
+            except tensor_proto.TensorProtoError:
+                raise invalid_argument(f"tensor parsing error: {alias}") from None
+            if len(shape) <= tensor_proto.NUMPY_MAX_DIMS:
+                check_dtype(alias, np.broadcast_to(np.empty((), object), shape), declared[alias])
         try:
-            out[alias] = tensor_proto.to_ndarray(inputs[alias])
+            out[alias] = tensor_proto.to_ndarray(proto)
         except tensor_proto.TensorProtoError:
             raise invalid_argument(f"tensor parsing error: {alias}") from None
     return out

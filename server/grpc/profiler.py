@@ -19,7 +19,9 @@ so that `tf.profiler.experimental.client.trace("grpc://HOST:8500", logdir, durat
 TensorFlow's own server (`tf.profiler.experimental.server.start`) listens on every interface of a port of
 its own, so it is not used: the sessions are TensorFlow's (`_pywrap_profiler.ProfilerSession`, what
 `tf.profiler.experimental.start` runs), served here by grpcio. The session takes the request's tracer
-levels (host, device, Python); TPU-only settings have no use here. With `--workers N` a trace is of the
+levels for host and device; the Python tracer level only with --profiler_allow_python_tracer (else 0, as
+in tensorflow_model_server, which has no Python tracer), and no session records longer than
+--profiler_max_session_s (see ProfilerService). TPU-only settings have no use here. With `--workers N` a trace is of the
 one worker process that the client's connection reached. TensorFlow is imported at the first request.
 """
 from __future__ import annotations
@@ -77,12 +79,12 @@ class Session:
     """One TensorFlow profiler session, started with a ProfileOptions message (TensorFlow's rules: a
     message without a version gets TensorFlow's default options)."""
 
-    def __init__(self, opts):
+    def __init__(self, opts, python_tracer: bool = False):
         from tensorflow.python.profiler.internal import _pywrap_profiler
         self._dir = tempfile.mkdtemp(prefix="profile-")
         self._session = _pywrap_profiler.ProfilerSession()
         try:
-            self._session.start(self._dir, session_options(opts))
+            self._session.start(self._dir, session_options(opts, python_tracer))
         except Exception as exc:  # noqa: BLE001 - TensorFlow's error types, reported by message
             shutil.rmtree(self._dir, ignore_errors=True)
             raise SessionError(getattr(exc, "message", None) or str(exc)) from None
@@ -113,12 +115,14 @@ class Session:
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
-def session_options(opts) -> dict:
-    """The settings TensorFlow's Python session takes, from a ProfileOptions message."""
+def session_options(opts, python_tracer: bool = False) -> dict:
+    """The settings TensorFlow's Python session takes, from a ProfileOptions message. The Python tracer
+    (it records every Python call) only with `python_tracer` (--profiler_allow_python_tracer): else its
+    level is 0, as in tensorflow_model_server, whose process has no Python tracer."""
     if not opts.version:
-        return {}
+        return {"python_tracer_level": 0}   # TensorFlow's default options, Python tracer off
     return {"host_tracer_level": opts.host_tracer_level, "device_tracer_level": opts.device_tracer_level,
-            "python_tracer_level": opts.python_tracer_level}
+            "python_tracer_level": opts.python_tracer_level if python_tracer else 0}
 
 
 def is_empty(xspace) -> bool:
@@ -139,10 +143,33 @@ def save_xspace(request, data: bytes) -> str:
 
 
 class ProfilerService:
-    def __init__(self):
+    """`python_tracer`: --profiler_allow_python_tracer. `max_seconds`: --profiler_max_session_s, the
+    longest a session records (a Profile call's duration is cut to it; a continuous session not read
+    with GetSnapshot within it is stopped and dropped), so that no client keeps one recording until
+    the memory runs out."""
+
+    def __init__(self, python_tracer: bool = False, max_seconds: float = 60.0):
         self._lock = threading.Condition()
         self._stopped: set[str] = set()        # Terminate's session ids
         self._continuous = None                # (request, Session) of StartContinuousProfiling
+        self.python_tracer = python_tracer
+        self.max_seconds = max_seconds
+
+    def _session(self, opts) -> "Session":
+        return Session(opts, self.python_tracer)
+
+    def _expire_later(self, session: "Session") -> None:
+        timer = threading.Timer(self.max_seconds, self._expire, (session,))
+        timer.daemon = True
+        timer.start()
+
+    def _expire(self, session: "Session") -> None:
+        with self._lock:
+            if self._continuous is None or self._continuous[1] is not session:
+                return
+            self._continuous = None
+        log.info("Continuous profiling stopped: no GetSnapshot within --profiler_max_session_s=%g", self.max_seconds)
+        session.discard()
 
     # -- Profile / Terminate
     def Profile(self, request, context):
@@ -153,11 +180,11 @@ class ProfilerService:
             if delay > 0 and not self._wait(request.session_id, context, delay):
                 return self._cancelled(context, response)
         try:
-            session = Session(opts)
+            session = self._session(opts)
         except SessionError as exc:
             context.abort(grpc.StatusCode.INTERNAL, str(exc))
         try:
-            if not self._wait(request.session_id, context, opts.duration_ms / 1000):
+            if not self._wait(request.session_id, context, min(opts.duration_ms / 1000, self.max_seconds)):
                 session.discard()
                 return self._cancelled(context, response)
             self._collect(request, session, response)
@@ -214,13 +241,14 @@ class ProfilerService:
             if self._continuous is not None:
                 context.abort(grpc.StatusCode.ALREADY_EXISTS, "A profiling session is already running.")
             try:
-                session = Session(request.opts)
+                session = self._session(request.opts)
             except SessionError as exc:
                 context.abort(grpc.StatusCode.INTERNAL, f"Failed to create profiler session: {exc}")
             kept = messages()["ProfileRequest"]()
             kept.CopyFrom(request)
             kept.emit_xspace = True
             self._continuous = (kept, session)
+            self._expire_later(session)
         return messages()["Empty"]()
 
     def StopContinuousProfiling(self, request, context):
@@ -242,7 +270,9 @@ class ProfilerService:
             try:
                 self._collect(kept, session, response)
                 kept.session_id = kept.opts.session_id = str(time.time_ns())
-                self._continuous = (kept, Session(kept.opts))
+                session = self._session(kept.opts)
+                self._continuous = (kept, session)
+                self._expire_later(session)
             except SessionError as exc:
                 context.abort(grpc.StatusCode.INTERNAL, str(exc))
         return response
@@ -260,19 +290,22 @@ def _encode(message) -> bytes:
     return message.SerializeToString()
 
 
-def add_profiler_service(server: grpc.Server) -> ProfilerService:
+def add_profiler_service(server: grpc.Server, python_tracer: bool = False, max_seconds: float = 60.0
+                         ) -> ProfilerService:
     """Register tensorflow.ProfilerService on `server` (before it starts)."""
-    service = ProfilerService()
+    service = ProfilerService(python_tracer, max_seconds)
 
     def method(handler, request_type):
         return grpc.unary_unary_rpc_method_handler(handler, request_deserializer=_decoder(request_type),
                                                    response_serializer=_encode)
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {
+    handlers = {
         "Profile": method(service.Profile, "ProfileRequest"),
         "Terminate": method(service.Terminate, "TerminateRequest"),
         "Monitor": method(service.Monitor, "Empty"),
         "StartContinuousProfiling": method(service.StartContinuousProfiling, "ProfileRequest"),
         "StopContinuousProfiling": method(service.StopContinuousProfiling, "Empty"),
         "GetSnapshot": method(service.GetSnapshot, "Empty"),
-    })])
+    }
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
+    server.add_registered_method_handlers(SERVICE, handlers)
     return service

@@ -16,32 +16,35 @@ The server listens on `rest_api_host` (this server's address flag, default 0.0.0
 `--workers N` every worker process serves the same port: gRPC's listeners set SO_REUSEPORT, so the
 kernel spreads connections over the workers.
 
-The server is grpcio's thread-pool server (`grpc.server`) with `--grpc_max_threads` threads (TF Serving's
-default, 4 per CPU). Measured with `python -m bench.grpc_transport [--model BASE_PATH]` (one server
-process, one client process keeping 32 one-image Predict calls in flight, 2 shared cores, median of 3
-alternating 5-second rounds), in req/s:
+The server is grpc.aio on an event loop of its own thread; each unary call awaits its whole request
+message there (at most `--grpc_message_read_timeout_s`), then runs its handler in a pool of
+`--grpc_max_threads` threads (TF Serving's default, 4 per CPU): see dispatch.py. Calls still waiting for
+their message, and idle connections (closed after `--grpc_max_connection_idle_s`), hold no thread.
+grpcio's thread-pool server, used before, gave every call a pool thread as soon as it opened: 4 x CPUs
+calls that never sent their message stopped gRPC for every other client.
 
-    variant                                   stand-in model   the handbook's MLP
-    thread pool, 8 threads                    2,355            2,078
-    thread pool, 1 thread                     1,460            1,469
-    asyncio, handler in a 1-thread executor   2,136            1,716
-    asyncio, handler in the event loop        1,521            1,370
-
-(the machine was shared and busy: single rounds varied by up to 40%). The event-loop variant would also
-keep concurrent requests from ever sharing a batch.
+Speed (issue 20, measured with a script outside the project: two server processes, old and new, h2load in
+turn, 32 connections, one-element Predict on saved_model_half_plus_two_cpu, 3-second windows, 4 rounds,
+2 shared busy cores): the thread-pool server 3,301 req/s median, this one 2,114 (0.64x); grpc.aio's own
+unary path with the same handlers measured 0.90x of the thread-pool server in a shorter run. The earlier
+variant measurement (python -m bench.grpc_transport, 2 shared cores) had thread pool 8 threads 2,355,
+asyncio with a 1-thread executor 2,136 req/s on the stand-in model.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from concurrent import futures
 
 import grpc
+import grpc.aio
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from .. import dataplane as dp
 from .channel_args import GrpcError, parse_channel_arguments
 from .credentials import ALTS_UNAVAILABLE, alts_available, server_credentials
+from .dispatch import Collector
 from .model_service import ModelService
 from .prediction_service import PredictionService
 from .profiler import add_profiler_service
@@ -87,29 +90,50 @@ class GrpcServer:
         self.port: int | None = None  # the TCP port bound (useful with port 0 in tests)
         self.health = None
         self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._executor: futures.ThreadPoolExecutor | None = None
 
     @property
     def enabled(self) -> bool:
         return bool(self.options.port or self.options.grpc_socket_path)
 
     def start(self) -> "GrpcServer":
-        opts = self.options
         logging.getLogger("grpc._common").addFilter(_UNDECODABLE)  # once: a logger keeps one of each filter
+        threads = max(1, int(self.options.grpc_max_threads))
+        self._executor = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc")
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-aio", daemon=True)
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
+        except BaseException:
+            self._end_loop()
+            raise
+        if self.health is not None:
+            threading.Thread(target=self._serve_health_when_available, name="grpc-health", daemon=True).start()
+        return self
+
+    async def _start(self) -> None:
+        opts = self.options
         channel_args = [("grpc.max_receive_message_length", INT32_MAX),
                         ("grpc.max_send_message_length", INT32_MAX),
+                        *idle_channel_arguments(opts),
                         *parse_channel_arguments(opts.grpc_channel_arguments or "")]
-        threads = max(1, int(opts.grpc_max_threads))
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
-                             options=channel_args)
+        server = grpc.aio.server(migration_thread_pool=self._executor, options=channel_args)
+        services = Collector()
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionService(self.plane, self.metrics, content=bool(opts.enable_serialization_as_tensor_content)),
-            server)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.plane), server)
+            services)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.plane), services)
         if getattr(opts, "enable_profiler", False):
-            add_profiler_service(server)
+            add_profiler_service(services, python_tracer=bool(getattr(opts, "profiler_allow_python_tracer", False)),
+                                 max_seconds=float(getattr(opts, "profiler_max_session_s", 60)))
             log.info("Profiler service is enabled")
+        read_timeout = getattr(opts, "grpc_message_read_timeout_s", 60) or None
+        services.register_on(server, self._executor, read_timeout)
         if opts.enable_grpc_healthcheck_service:
-            self.health = _add_health(server)
+            self.health = await _add_health(server)
         alts = bool(getattr(opts, "use_alts_credentials", False))
         credentials = server_credentials(getattr(opts, "ssl_config", None), alts=alts)
         log.info("Using %s", "ALTS credentials" if alts else "SSL credentials" if credentials is not None
@@ -121,27 +145,48 @@ class GrpcServer:
         if opts.grpc_socket_path:
             _bind(server, f"unix:{opts.grpc_socket_path}", credentials, alts)
             log.info("Running gRPC ModelServer at UNIX socket %s ...", opts.grpc_socket_path)
-        server.start()
+        await server.start()
         self.server = server
-        if self.health is not None:
-            threading.Thread(target=self._serve_health_when_available, name="grpc-health", daemon=True).start()
-        return self
 
     def stop(self, grace: float = 5.0) -> None:
         self._stopping.set()
-        if self.health is not None:
-            self.health.enter_graceful_shutdown()
+        if self._loop is None:
+            return
         if self.server is not None:
-            self.server.stop(grace).wait(grace + 1)
-            self.server = None
+            server, self.server = self.server, None
+
+            async def stop():
+                if self.health is not None:
+                    await self.health.enter_graceful_shutdown()
+                await server.stop(grace)
+            try:
+                asyncio.run_coroutine_threadsafe(stop(), self._loop).result(grace + 2)
+            except Exception:  # noqa: BLE001 - stopping whatever happens
+                log.exception("gRPC server did not stop cleanly")
+        self._end_loop()
+
+    def _end_loop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            loop.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _set_health(self, status) -> None:
+        async def set_all():
+            for service in ("", *SERVICE_NAMES):
+                await self.health.set(service, status)
+        asyncio.run_coroutine_threadsafe(set_all(), self._loop).result(5)
 
     def _serve_health_when_available(self) -> None:
         from grpc_health.v1 import health_pb2
         names = [m.name for m in getattr(self.options, "models", ())]
         while not self._stopping.is_set():
             if all(self._available(name) for name in names):
-                for service in ("", *SERVICE_NAMES):
-                    self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+                self._set_health(health_pb2.HealthCheckResponse.SERVING)
                 log.info("gRPC health: SERVING")
                 return
             self._stopping.wait(0.1)
@@ -154,20 +199,27 @@ class GrpcServer:
         return any(v.state == v.AVAILABLE for v in status.model_version_status)
 
 
-def _add_health(server: grpc.Server):
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+async def _add_health(server: grpc.aio.Server):
+    from grpc_health.v1 import _async as health
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
     servicer = health.HealthServicer()
     for service in ("", *SERVICE_NAMES):
-        servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     return servicer
+
+
+def idle_channel_arguments(opts) -> list[tuple[str, int]]:
+    """`--grpc_max_connection_idle_s`: a connection with no call open for that long is closed (GOAWAY)."""
+    idle = getattr(opts, "grpc_max_connection_idle_s", 0)
+    return [("grpc.max_connection_idle_ms", int(idle * 1000))] if idle and idle > 0 else []
 
 
 def _host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def _bind(server: grpc.Server, address: str, credentials, alts: bool = False) -> int:
+def _bind(server: grpc.aio.Server, address: str, credentials, alts: bool = False) -> int:
     if alts and not alts_available():
         raise GrpcError(f"cannot listen for gRPC on {address}: {ALTS_UNAVAILABLE}")
     try:

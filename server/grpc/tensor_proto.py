@@ -202,28 +202,38 @@ def _from_field(proto, t: _Type, n: int) -> np.ndarray:
 
 
 def _decode_string_list(content: bytes, n: int) -> np.ndarray:
-    """TensorFlow's string list encoding: n varint32 lengths, then the bytes one after another."""
-    lengths = []
-    pos = 0
-    size = len(content)
-    for _ in range(n):
-        value = shift = 0
-        while True:
-            if pos >= size or shift > 28:
-                raise TensorProtoError("tensor_content is not a string list")
-            b = content[pos]
-            pos += 1
-            value |= (b & 0x7F) << shift
-            if b < 0x80:
-                break
-            shift += 7
-        lengths.append(value)
-    if sum(lengths) != size - pos:
+    """TensorFlow's string list encoding: n varint32 lengths, then the bytes one after another.
+
+    The lengths are read with NumPy (no Python loop over the bytes); n is at most len(content), as each
+    length takes at least one byte, so the only Python-level work is one slice per string."""
+    if n > len(content):
+        raise TensorProtoError("tensor_content is not a string list")
+    head = np.frombuffer(content, np.uint8, count=min(len(content), 5 * n))
+    ends = np.flatnonzero(head < 0x80)[:n]          # the last byte of each length
+    if ends.size < n:
+        raise TensorProtoError("tensor_content is not a string list")
+    starts = np.empty(n, np.int64)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    widths = ends - starts + 1
+    if widths.max() > 5:
+        raise TensorProtoError("tensor_content is not a string list")
+    lengths = np.zeros(n, np.int64)
+    for k in range(int(widths.max())):           # at most 5 passes over the n lengths
+        has = widths > k
+        lengths[has] |= (head[starts[has] + k].astype(np.int64) & 0x7F) << (7 * k)
+    if (lengths >= 2**32).any():
+        raise TensorProtoError("tensor_content is not a string list")
+    pos = int(ends[-1]) + 1
+    if int(lengths.sum()) != len(content) - pos:
         raise TensorProtoError("tensor_content is not a string list of the tensor's size")
+    offsets = np.empty(n + 1, np.int64)
+    offsets[0] = pos
+    np.cumsum(lengths, out=offsets[1:])
+    offsets[1:] += pos
+    bounds = offsets.tolist()
     out = np.empty(n, object)
-    for i, length in enumerate(lengths):
-        out[i] = content[pos:pos + length]
-        pos += length
+    out[:] = [content[a:b] for a, b in zip(bounds, bounds[1:])]
     return out
 
 
