@@ -18,26 +18,16 @@ from .config import ConfigError
 from .logsetup import configure_logging, filter_gpu_probe_noise
 from .options import Options
 from .registry import StartError
-from .worker import grpc_front_end_available
 
 log = logging.getLogger("server")
 
 VERSION = flags.VERSION
-
-# Flags of tensorflow_model_server refused by name: none any more (every one is accepted; see
-# flags.NOT_HONOURED for the ones that have no effect yet).
-UNSUPPORTED_FLAGS: dict[str, str] = {}
 
 ALTS_WITH_SSL = "Either use_alts_credentials must be false or ssl_config_file must be empty."
 NO_MODELS = "Both server_options.model_base_path and server_options.model_config_file are empty!"
 ALL_THREAD_FLAGS = ("Either configure server_options.tensorflow_session_parallelism or "
                     "(server_options.tensorflow_intra_op_parallelism, server_options.tensorflow_inter_op_parallelism) "
                     "separately. You cannot configure all.")
-
-
-def grpc_available() -> bool:
-    """Whether this build has a gRPC front end (worker.GRPC_FRONT_END)."""
-    return grpc_front_end_available()
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, frozenset[str]]:
@@ -48,12 +38,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, froze
     args = parser.parse_args(argv)
     given = flags.given_flags(argv)
     if args.rest_api_port == 0:
-        if not grpc_available():
-            parser.error("--rest_api_port is required (this server speaks the REST API only), "
-                         "e.g. --rest_api_port=8501")
         if args.port == 0 and not args.grpc_socket_path:
             parser.error("At least one of --port, --grpc_socket_path or --rest_api_port must be set")
-    elif args.port != 0 and args.port == args.rest_api_port and grpc_available():
+    elif args.port != 0 and args.port == args.rest_api_port:
         parser.error("--rest_api_port cannot be the same as --port: use a different port for the HTTP/REST API")
     if args.grpc_channel_arguments:
         from .grpc.channel_args import GrpcError, parse_channel_arguments
@@ -90,15 +77,10 @@ def build_options(argv: list[str] | None = None, check_paths: bool = True) -> Op
     return Options.from_args(args, given, check_paths=check_paths)
 
 
-def warn_not_honoured(given: frozenset[str], grpc: bool | None = None) -> list[str]:
+def warn_not_honoured(given: frozenset[str]) -> list[str]:
     """One warning line for each given flag that is accepted but has no effect yet; returns them."""
-    grpc = grpc_available() if grpc is None else grpc
-    lines = []
-    for name in sorted(given & set(flags.NOT_HONOURED)):
-        why = flags.NOT_HONOURED[name]
-        if grpc and why.startswith("gRPC is not served"):
-            continue
-        lines.append(f"--{name} is accepted but has no effect in this server yet: {why}")
+    lines = [f"--{name} is accepted but has no effect in this server yet: {flags.NOT_HONOURED[name]}"
+             for name in sorted(given & set(flags.NOT_HONOURED))]
     for line in lines:
         log.warning("%s", line)
     return lines

@@ -102,7 +102,7 @@ def start_worker(server_argv: list[str]):
 
     options = replica_options(server_argv)
     configure_logging(options.log_level)
-    xla.configure(options.loader)   # as tensorflow_model_server's main(), before any model loads
+    xla.configure(options)   # as tensorflow_model_server's main(), before any model loads
     worker = Worker(options).start()    # returns once the first load pass is over
     return worker.app, worker.stop, options.rest_api_num_threads
 

@@ -11,7 +11,7 @@ import gc
 import logging
 import os
 
-from .options import LoaderOptions, Options
+from .options import Options
 
 log = logging.getLogger("server")
 
@@ -35,28 +35,21 @@ def make_rest_app(dataplane, metrics, options: Options):
                       cors=options.rest_api_enable_cors_support, max_body=options.rest_api_max_body_bytes)
 
 
-def make_loader(options: LoaderOptions):
+def make_loader(options: Options):
     """`loader(name, version, path) -> servable` with the flags' session and model-format settings."""
-    import inspect
-
     from .servable import load_servable
-    if "options" in inspect.signature(load_servable).parameters:
-        return functools.partial(load_servable, options=options)
-    # A loader that takes the thread counts only: TF Serving's rules for them are applied here.
-    session = options.session_config_proto()
-    return functools.partial(load_servable, tags=options.saved_model_tags, run_timeout_ms=options.run_timeout_ms,
-                             intra_op_threads=session.intra_op_parallelism_threads,
-                             inter_op_threads=session.inter_op_parallelism_threads)
+    return functools.partial(load_servable, options=options)
 
 
-def make_warmup(options: LoaderOptions, batchers=None):
+def make_warmup(options: Options, batchers=None):
     """`warmup(servable) -> number of records replayed` (0 when warm-up is off); with `batchers`
     (batching.BatcherPool), records run through the version's batchers, as its requests will."""
     if not options.enable_model_warmup:
         return lambda servable: 0
     from .warmup import run_warmup
     kwargs = {}
-    if options.num_request_iterations_for_warmup > 0 or options.num_request_iterations_set:
+    if options.num_request_iterations_for_warmup > 0 or (
+            options.platform is not None and options.platform.num_request_iterations_set):
         kwargs["num_request_iterations"] = options.num_request_iterations_for_warmup
     if batchers is not None:
         kwargs["batcher_for"] = batchers.batcher_for
@@ -100,10 +93,10 @@ class Worker:
             from .batching import BatcherPool
             self.batchers = BatcherPool(options.batching_parameters,
                                         per_model=options.enable_per_model_batching_parameters)
-        loader = make_loader(options.loader)
+        loader = make_loader(options)
         if self.batchers is not None and self.batchers.per_model:
             loader = _with_version_batching(loader, self.batchers)
-        warmup = make_warmup(options.loader, self.batchers)
+        warmup = make_warmup(options, self.batchers)
         self.metrics = None
         if options.prometheus is not None:
             from . import monitoring
@@ -198,7 +191,7 @@ def worker_app():
     from .logsetup import configure_logging
     options = Options.from_env()
     configure_logging(options.log_level)
-    xla.configure(options.loader)   # as tensorflow_model_server's main(), before any model loads
+    xla.configure(options)   # as tensorflow_model_server's main(), before any model loads
     worker = Worker(options).start()
     atexit.register(worker.stop)
     if worker.metrics is not None:
@@ -215,7 +208,7 @@ def serve_in_process(options: Options) -> int:
     import threading
 
     from . import xla
-    xla.configure(options.loader)
+    xla.configure(options)
     if options.workers > 1:
         log.warning("--workers=%d applies to the REST API only: without it one process serves", options.workers)
     stop = threading.Event()

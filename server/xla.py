@@ -25,7 +25,7 @@ LIBRARY = "libtensorflow_cc.so.2"
 
 
 def enabled(options) -> bool:
-    """Whether the flags leave XLA compilation on (options: an options.LoaderOptions)."""
+    """Whether the flags leave XLA compilation on (options: the server's Options)."""
     return bool(options.xla_cpu_compilation_enabled or options.xla_gpu_compilation_enabled)
 
 
