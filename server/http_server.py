@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 
-from .options import Options
+from .options import SETTINGS_FILE_ENV, Options, remove_settings_file
 
 log = logging.getLogger("server")
 
@@ -22,7 +22,8 @@ def serve(options: Options) -> int:
         metrics_dir = monitoring.enable_multiprocess()  # before the workers start: every one writes there
         log.info("Prometheus metrics on http://%s:%d%s (every worker's values in %s)", options.rest_api_host,
                  options.rest_api_port, options.prometheus.path, metrics_dir)
-    options.to_env(os.environ)
+    settings_file = options.write_settings_file()   # the workers read it; only its path is in the environment
+    os.environ[SETTINGS_FILE_ENV] = settings_file
     multiprocessing.set_start_method("spawn", force=True)
     log.info("REST API on http://%s:%d/v1/models/... with %d worker(s) x %d threads",
              options.rest_api_host, options.rest_api_port, options.workers, options.rest_api_num_threads)
@@ -43,6 +44,7 @@ def serve(options: Options) -> int:
     try:
         server.serve()
     finally:
+        remove_settings_file(settings_file)
         if metrics_dir is not None:
             monitoring.cleanup_multiprocess(metrics_dir)
     return 0

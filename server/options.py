@@ -4,7 +4,8 @@
 the flags name (model config, batching parameters, monitoring config, SSL config, TensorFlow
 session config, platform config, thread pool config) into plain values, so that a bad file stops
 the server before any worker starts, and a worker never reads them again: the parent hands its
-Options to each worker (`to_env` / `from_env`).
+Options to each worker in a file only the server's user can read (`write_settings_file` /
+`read_settings_file`), never in the environment.
 
 The flag fields are made from flags.FLAGS (names, types and defaults: written there only). Derived
 fields: `models` (the ModelSettings to serve), `batching_parameters`, `prometheus`, `ssl_config`, the
@@ -20,11 +21,11 @@ file's values, and those flags are not read (a warning names the ones given).
 from __future__ import annotations
 
 import argparse
-import base64
 import dataclasses
 import logging
 import os
 import pickle
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,9 @@ from . import flags, textproto
 from .config import ConfigError, ModelSettings
 from .platform_config import SessionBundleSettings
 
-OPTIONS_ENV = "TF_SERVING_FLASK_OPTIONS"
+# The environment variable that tells worker processes where their Options are (a path only; the file
+# itself is readable by the server's user alone and removed when the server exits).
+SETTINGS_FILE_ENV = "TF_MODEL_SERVER_SETTINGS_FILE"
 
 log = logging.getLogger("server")
 
@@ -144,14 +147,37 @@ class Options(_FlagValues):
 
     # ------------------------------------------------------------------ to the workers
 
-    def to_env(self, environ=os.environ) -> None:
-        """Hand these Options to worker processes started later (they inherit the environment)."""
-        environ[OPTIONS_ENV] = base64.b64encode(pickle.dumps(self)).decode("ascii")
+    def write_settings_file(self) -> str:
+        """These Options (TLS key included) in a new file that only this user can read, for the worker
+        processes started later; returns its path. Remove it with `remove_settings_file` at exit.
+
+        Never the environment: /proc/<pid>/environ is readable by anyone who can see the process's
+        environment, every child inherits it, and one variable is limited to 128 KiB on Linux."""
+        folder = tempfile.mkdtemp(prefix="tf-model-server-")   # mode 0700
+        path = os.path.join(folder, "options.pickle")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(self, f)
+        return path
 
     @classmethod
-    def from_env(cls, environ=os.environ) -> "Options":
-        """The Options the parent process handed over with `to_env` (its own object, pickled)."""
-        return pickle.loads(base64.b64decode(environ[OPTIONS_ENV]))
+    def read_settings_file(cls, path: str) -> "Options":
+        """The Options the parent wrote with `write_settings_file` (its own object, pickled)."""
+        with open(path, "rb") as f:
+            options = pickle.load(f)
+        if not isinstance(options, cls):
+            raise TypeError(f"{path} holds no Options")
+        return options
+
+
+def remove_settings_file(path: str) -> None:
+    """Remove a file from `Options.write_settings_file` and its folder (already gone: nothing to do)."""
+    for remove, target in ((os.unlink, path), (os.rmdir, os.path.dirname(path))):
+        try:
+            remove(target)
+        except FileNotFoundError:
+            pass
+
 
 # ---------------------------------------------------------------------- the other files the flags name
 

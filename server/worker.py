@@ -183,13 +183,15 @@ def worker_app():
 
     Workers are started with the "spawn" method on every platform, so each imports TensorFlow and
     loads its own copy of the models in a fresh interpreter; the parent hands over its Options
-    (already checked, files already read) through the environment.
+    (already checked, files already read) in a file only the server's user can read, whose path is
+    in the environment (options.SETTINGS_FILE_ENV).
     """
     import atexit
 
     from . import xla
     from .logsetup import configure_logging
-    options = Options.from_env()
+    from .options import SETTINGS_FILE_ENV
+    options = Options.read_settings_file(os.environ[SETTINGS_FILE_ENV])
     configure_logging(options.log_level)
     xla.configure(options)   # as tensorflow_model_server's main(), before any model loads
     worker = Worker(options).start()

@@ -1,12 +1,13 @@
 """server/options.py: one frozen Options built from the flags, every file they name read once."""
 import dataclasses
 import os
+import stat
 
 import pytest
 
 from server import cli, flags
 from server.config import ConfigError
-from server.options import Options
+from server.options import Options, remove_settings_file
 from server.servable import session_config
 
 CPUS = os.cpu_count() or 1
@@ -51,13 +52,19 @@ def test_every_tensorflow_model_server_flag_is_an_options_field():
     assert set(names) - {"version"} <= fields
 
 
-def test_options_are_frozen_and_travel_to_the_workers():
+def test_options_are_frozen_and_travel_to_the_workers_in_a_private_file():
     opts = options("--enable_batching", "--port=0", "--grpc_channel_arguments=grpc.max_connection_age_ms=2000,a=b")
     with pytest.raises(dataclasses.FrozenInstanceError):
         opts.port = 1
-    env = {}
-    opts.to_env(env)
-    assert Options.from_env(env) == opts
+    path = opts.write_settings_file()
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+        assert Options.read_settings_file(path) == opts
+    finally:
+        remove_settings_file(path)
+    assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
+    remove_settings_file(path)   # twice: nothing to do
     assert not opts.grpc_enabled and opts.rest_enabled
 
 
