@@ -1,4 +1,5 @@
-"""The command line: `python -m server` takes tensorflow_model_server's flags (flags.py).
+"""The command line: `python -m server` (installed: `tensorflow_model_server`) takes tensorflow_model_server's
+flags (flags.py).
 
 argv -> Options (options.py), checked here, in the parent process, so that a bad flag, a bad file,
 a missing base path or a port in use exits at once with one clear sentence; then the HTTP server
@@ -30,11 +31,12 @@ ALL_THREAD_FLAGS = ("Either configure server_options.tensorflow_session_parallel
                     "separately. You cannot configure all.")
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, frozenset[str]]:
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> tuple[argparse.Namespace, frozenset[str]]:
     """Parse and check the flags (no files read yet): exits with status 2 and one clear sentence on any
-    problem. Returns the parsed flags and the names of those given on the command line."""
+    problem. Returns the parsed flags and the names of those given on the command line. `prog`: the
+    command as --help names it (default: python -m <this package>)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = flags.build_parser()
+    parser = flags.build_parser(prog)
     args = parser.parse_args(argv)
     given = flags.given_flags(argv)
     if args.rest_api_port == 0:
@@ -54,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, froze
         _failed_to_start(ALTS_WITH_SSL)
     if not args.model_config_file and not args.model_base_path:
         _failed_to_start(NO_MODELS, hint="give --model_base_path=/absolute/path/to/model (with --model_name) "
-                                         "or --model_config_file; `python -m server --help` lists every flag")
+                                         f"or --model_config_file; `{parser.prog} --help` lists every flag")
     if (args.tensorflow_intra_op_parallelism > 0 and args.tensorflow_inter_op_parallelism > 0
             and args.tensorflow_session_parallelism > 0 and not args.platform_config_file):
         # server.cc checks these only when it builds the session config from the flags, not from the file.
@@ -102,8 +104,8 @@ def check_port_free(host: str, port: int, flag: str = "--rest_api_port", reuse_p
             raise SystemExit(f"error: cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    args, given = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args, given = parse_args(argv, prog)
     configure_logging(args.log_level)
     warn_not_honoured(given)
     if args.model_config_file and args.model_base_path:
@@ -131,3 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve_in_process(options)
     from .http_server import serve
     return serve(options)
+
+
+def console_main() -> NoReturn:
+    """The installed `tensorflow_model_server` command (pyproject.toml): TF Serving's command line."""
+    sys.exit(main(prog="tensorflow_model_server"))

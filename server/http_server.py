@@ -28,7 +28,7 @@ def serve(options: Options) -> int:
     log.info("REST API on http://%s:%d/v1/models/... with %d worker(s) x %d threads",
              options.rest_api_host, options.rest_api_port, options.workers, options.rest_api_num_threads)
     server = Granian(
-        "server.worker:worker_app",
+        f"{__package__}.worker:worker_app",   # this package's name, installed or from the repository
         factory=True,
         interface=Interfaces.WSGI,
         address=options.rest_api_host,
