@@ -73,9 +73,11 @@ $(RAY_STAMP): requirements-ray.txt $(STAMP)
 demo: setup
 	$(PY) scripts/demo.py
 
-# ruff (pinned in requirements.txt, settings in ruff.toml): unused imports, style, import order.
+# ruff (settings in ruff.toml): unused imports, style, import order; then mypy on server/ (settings in
+# pyproject.toml). Both pinned in requirements/test.in.
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: lint setup ray-deps node-deps wrk h2load chromium
 	$(PY) -m pytest --tb=short

@@ -70,9 +70,9 @@ def _fraction(text: str) -> float:
 
 @dataclass(frozen=True)
 class Flag:
-    """One row of the table: `--name`, parsed by `type` (text -> value), `default` when not given."""
+    """One row of the table: `--name`, its text read by `parse`, `default` when not given."""
     name: str
-    type: Callable[[str], Any]
+    parse: Callable[[str], Any]     # the flag's text -> its value (argparse's type=)
     default: Any
     help: str
     metavar: str = "VALUE"
@@ -84,7 +84,7 @@ class Flag:
     def shown_default(self) -> str:
         if self.shown is not None:
             return self.shown
-        if self.type is _bool:
+        if self.parse is _bool:
             return "true" if self.default else "false"
         if isinstance(self.default, float):
             return f"{self.default:g}"
@@ -94,13 +94,13 @@ class Flag:
 
     def field_type(self) -> type:
         """The type of the flag's `Options` field."""
-        if self.type is _bool:
+        if self.parse is _bool:
             return bool
-        if self.type is _fraction:
+        if self.parse is _fraction:
             return float
-        if self.type is _tags:
+        if self.parse is _tags:
             return tuple
-        return str if self.type is str else int
+        return str if self.parse is str else int
 
 
 def _tags(text: str) -> tuple[str, ...]:
@@ -305,10 +305,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     tf = p.add_argument_group("tensorflow_model_server flags")
     own = p.add_argument_group("flags of this server (not in tensorflow_model_server)")
     for flag in FLAGS:
-        kw: dict[str, Any] = {"type": flag.type, "default": flag.default, "metavar": flag.metavar}
-        if flag.type is _bool:
+        kw: dict[str, Any] = {"type": flag.parse, "default": flag.default, "metavar": flag.metavar}
+        if flag.parse is _bool:
             kw.update(nargs="?", const=True, metavar="BOOL")
-        elif flag.type is _tags:
+        elif flag.parse is _tags:
             kw["default"] = ",".join(flag.default)   # parsed by _tags like a given value
         if flag.choices:
             kw.update(choices=flag.choices, metavar=None)

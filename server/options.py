@@ -131,7 +131,7 @@ class Options(_FlagValues):
             platform_config=platform.serialized if platform is not None else b"", platform=settings,
             thread_pool_factory_config=_read_thread_pool_config(self.thread_pool_factory_config_file))
 
-    def replace(self, **changes) -> "Options":
+    def replace(self, **changes: Any) -> "Options":
         return dataclasses.replace(self, **changes)
 
     # ------------------------------------------------------------------ reading
@@ -224,7 +224,7 @@ PLATFORM_CONFIG_REPLACES = (
 @dataclasses.dataclass(frozen=True)
 class _Platform:
     serialized: bytes
-    settings: object            # platform_config.SessionBundleSettings, or None: no `tensorflow` platform
+    settings: SessionBundleSettings | None   # None: the file has no `tensorflow` platform
     flag_values: dict
 
 

@@ -32,7 +32,7 @@ def _tf():
     return tf
 
 
-class Servable:
+class Servable(ServableLike):
     """A SavedModel version loaded in its own graph and session."""
 
     kind = "session"
