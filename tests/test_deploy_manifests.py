@@ -187,9 +187,12 @@ def pins() -> dict[str, str]:
     found = {}
     for line in (ROOT / "requirements" / "lock.txt").read_text().splitlines():
         line = line.split("#")[0].strip()
-        if "==" in line:
-            name, version = line.split("==")
-            found[_norm(name.split("[")[0])] = version
+        if not line:
+            continue
+        req = Requirement(line)   # the lock's lines may carry markers (it is made with --universal)
+        if req.marker is None or req.marker.evaluate():
+            (spec,) = req.specifier
+            found[_norm(req.name)] = spec.version
     return found
 
 
