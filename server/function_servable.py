@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from . import errors
+from .servable_api import ServableLike
 from .signatures import INIT_OP_SIGNATURE, Signature, get_signature, signatures_only
 from .tf_status import error_from_exception
 from .validation import defaults_of, explain_failure
@@ -29,7 +30,7 @@ RE_EXPORT_HINT = (
     "or `tf.keras.export.ExportArchive` with the endpoints to serve")
 
 
-class FunctionServable:
+class FunctionServable(ServableLike):
     """One version whose signatures run as the object graph's concrete functions."""
 
     kind = "object_graph"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from .options import Options
+from .options import SETTINGS_FILE_ENV, Options, remove_settings_file
 
 log = logging.getLogger("server")
 
@@ -37,13 +37,14 @@ def serve(options: Options) -> int:
         metrics_dir = monitoring.enable_multiprocess()  # before the workers start: every one writes there
         log.info("Prometheus metrics on http://%s:%d%s (every worker's values in %s)", options.rest_api_host,
                  options.rest_api_port, options.prometheus.path, metrics_dir)
-    options.to_env(os.environ)
+    settings_file = options.write_settings_file()   # the workers read it; only its path is in the environment
+    os.environ[SETTINGS_FILE_ENV] = settings_file
     multiprocessing.set_start_method("spawn", force=True)
     log.info("REST API on http://%s:%d/v1/models/... with %d worker(s) x %d threads",
              options.rest_api_host, options.rest_api_port, options.workers, options.rest_api_num_threads)
     connections = open_files_limit()
     server = Granian(
-        "server.worker:worker_rsgi_app",
+        f"{__package__}.worker:worker_rsgi_app",   # this package's name, installed or from the repository
         factory=True,
         # RSGI: granian reads bodies on the worker's event loop; rest.rsgi runs the app in
         # --rest_api_num_threads threads once a body is in (a slow client holds no thread).
@@ -64,6 +65,7 @@ def serve(options: Options) -> int:
     try:
         server.serve()
     finally:
+        remove_settings_file(settings_file)
         if metrics_dir is not None:
             monitoring.cleanup_multiprocess(metrics_dir)
     return 0

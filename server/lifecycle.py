@@ -26,88 +26,30 @@ Like TF Serving's ServerCore + AspiredVersionsManager, in one small class:
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Callable
-
-from tensorflow_serving.apis import get_model_status_pb2
 
 from . import config as config_mod
 from .config import ConfigError, ModelSettings
 from .errors import ServingError
+from .version_discovery import discover_versions, fingerprint
+from .version_labels import (
+    AVAILABLE,
+    END,
+    LOADING,
+    START,
+    UNLOADING,
+    LabelsAndStatus,
+    Routes,
+    State,
+    Version,
+    label_version,
+)
 
 log = logging.getLogger("server.lifecycle")
-
-State = get_model_status_pb2.ModelVersionStatus
-START, LOADING, AVAILABLE, UNLOADING, END = State.START, State.LOADING, State.AVAILABLE, State.UNLOADING, State.END
-
-
-@dataclass
-class _Version:
-    name: str
-    version: int
-    path: str
-    state: int = START
-    error: ServingError | None = None
-    servable: object = None
-    # One entry per request holding this version: list.append/pop are atomic, no lock needed.
-    holders: list = field(default_factory=list)
-    fingerprint: tuple | None = None  # the files as they were at the last load attempt
-
-    @property
-    def refs(self) -> int:
-        return len(self.holders)
-
-
-@dataclass(frozen=True)
-class _Routes:
-    """What requests may use of one model, as of the last state change: its AVAILABLE versions,
-    the newest of them, and its version labels."""
-    available: dict[int, _Version]
-    latest: _Version | None
-    labels: dict[str, int]
-
-
-def _label_version(entry: _Routes | None, label: str) -> int:
-    """The version a model's label names (`entry`: the model's published _Routes, None if not served)."""
-    if entry is None or label not in entry.labels:
-        raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
-    return entry.labels[label]
-
-
-def fingerprint(path: str) -> tuple:
-    """Names, sizes and mtimes of every file under path: changes when the version's files change."""
-    items = []
-    for root, _dirs, files in os.walk(path):
-        for f in files:
-            full = os.path.join(root, f)
-            with contextlib.suppress(OSError):
-                st = os.stat(full)
-                items.append((os.path.relpath(full, path), st.st_size, st.st_mtime_ns))
-    return tuple(sorted(items))
-
-
-def discover_versions(name: str, base_path: str) -> dict[int, str] | None:
-    """{version number: folder} for the numeric sub-folders of base_path; None if it cannot be listed."""
-    found: dict[int, str] = {}
-    try:
-        entries = sorted(os.scandir(base_path), key=lambda e: e.name)
-    except OSError as e:
-        log.warning("Cannot list base path %s of model %s: %s", base_path, name, e.strerror)
-        return None
-    for entry in entries:
-        if not entry.is_dir():
-            continue
-        if not config_mod.is_version_dir_name(entry.name):
-            log.debug("Ignoring non-version folder %s of model %s", entry.path, name)
-            continue
-        found.setdefault(int(entry.name), entry.path)
-    return found
 
 
 class _Lease:
@@ -118,18 +60,19 @@ class _Lease:
     __slots__ = ("_manager", "_key", "_version")
 
     def __init__(self, manager: "ModelManager", name: str, version: int | None, label: str | None):
-        self._manager, self._key, self._version = manager, (name, version, label), None
+        self._manager, self._key = manager, (name, version, label)
+        self._version: Version | None = None
 
     def __enter__(self):
         self._version = self._manager._checkout(*self._key)
         return self._version.servable
 
-    def __exit__(self, *exc) -> bool:
-        self._manager._release(self._version)
-        return False
+    def __exit__(self, *exc) -> None:
+        if self._version is not None:
+            self._manager._release(self._version)
 
 
-class ModelManager:
+class ModelManager(LabelsAndStatus):
     """Serves the models of a config. start(), then acquire()/status() from any thread; stop() at the end.
 
     loader(name, version, path) -> servable (server.servable.load_servable by default).
@@ -146,10 +89,14 @@ class ModelManager:
                  load_retry_interval_micros: int = 60_000_000, num_load_threads: int = 0,
                  num_unload_threads: int = 0, allow_version_labels_for_unavailable_models: bool = False):
         if loader is None:
-            from .servable import load_servable as loader
+            from .servable import load_servable
+            loader = load_servable
         if warmup is None:
-            from .warmup import run_warmup as warmup
-        self._loader, self._warmup, self._on_state = loader, warmup, on_state
+            from .warmup import run_warmup
+            warmup = run_warmup
+        self._loader: Callable = loader
+        self._warmup: Callable = warmup
+        self._on_state = on_state
         self._poll = float(file_system_poll_wait_seconds)
         self._max_retries = max(0, int(max_num_load_retries))
         self._retry_interval = max(0, load_retry_interval_micros) / 1e6
@@ -158,11 +105,11 @@ class ModelManager:
                              if num_unload_threads > 0 else None)
         self._allow_unavailable_labels = allow_version_labels_for_unavailable_models
         self._settings: dict[str, ModelSettings] = {m.name: m for m in models}
-        self._versions: dict[str, dict[int, _Version]] = {}  # every version ever seen, per model
+        self._versions: dict[str, dict[int, Version]] = {}  # every version ever seen, per model
         # One lock for every change; `_cond` waits on it. Requests do not take it (see _checkout).
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
-        self._routes: dict[str, _Routes] = {}
+        self._routes: dict[str, Routes] = {}
         # Labels in force, and those of a config still waiting for their model's versions to load.
         self._labels: dict[str, dict[str, int]] = {}
         self._pending_labels: dict[str, dict[str, int]] = {m.name: dict(m.labels) for m in models}
@@ -254,7 +201,7 @@ class ModelManager:
         """`with manager.acquire("m") as servable:` the servable stays loaded inside the block."""
         return _Lease(self, name, version, label)
 
-    def _checkout(self, name, version, label) -> _Version:
+    def _checkout(self, name, version, label) -> Version:
         """The version a request names, checked out; ServingError when there is none to serve.
 
         Lock-free: taking the manager's lock on check-out and again on release cost ~7 us a request
@@ -269,7 +216,8 @@ class ModelManager:
             routes = self._routes
             entry = routes.get(name)
             if label is not None:
-                version = _label_version(entry, label)
+                version = label_version(entry, label)   # raises when the model or label is unknown
+                assert entry is not None
                 v = entry.available.get(version)
                 if v is None:
                     raise ServingError("UNAVAILABLE", f"Version label \"{label}\" of model {name} "
@@ -293,99 +241,13 @@ class ModelManager:
                 with self._lock:
                     pass
 
-    def _release(self, v: _Version) -> None:
+    def _release(self, v: Version) -> None:
         v.holders.pop()
         if v.state != AVAILABLE or self._stopping.is_set():
             with self._lock:
                 self._cond.notify_all()  # stop() waits for requests in flight
                 if v.state == UNLOADING:
                     self._wake.set()     # the manager thread unloads it now
-
-    def _publish(self) -> None:
-        """Rebuild what requests look versions up in (caller holds the lock)."""
-        routes = {}
-        for name, settings in self._settings.items():
-            available = {n: v for n, v in self._versions.get(name, {}).items() if v.state == AVAILABLE}
-            latest = available[max(available)] if available else None
-            # Labels still waiting for their model to load are known already: they answer UNAVAILABLE.
-            labels = {**self._labels.get(name, {}), **self._pending_labels.get(name, {})}
-            routes[name] = _Routes(available, latest, labels)
-        self._routes = routes
-
-    # ------------------------------------------------------------------ labels
-
-    def _label_allowed(self, name: str, label: str, version: int, in_force: dict[str, int]) -> bool:
-        v = self._versions.get(name, {}).get(version)
-        if v is not None and v.state == AVAILABLE:
-            return True
-        # TF Serving: only a label not in use may name a version that is not available.
-        return self._allow_unavailable_labels and label not in in_force
-
-    def _update_labels(self, models: list[ModelSettings]) -> None:
-        """A new config's labels (caller holds the lock): models that serve already get theirs now,
-        all or nothing, by TF Serving's rule; models still loading get theirs once their versions are
-        AVAILABLE."""
-        new_labels, pending, refused = {}, {}, False
-        for m in models:
-            if not any(v.state == AVAILABLE for v in self._versions.get(m.name, {}).values()):
-                pending[m.name] = dict(m.labels)
-                continue
-            in_force = self._labels.get(m.name, {})
-            new_labels[m.name] = dict(m.labels)
-            for label, version in sorted(m.labels.items()):
-                if not refused and not self._label_allowed(m.name, label, version, in_force):
-                    log.error("Request to assign label to version %d of model %s, which is not currently "
-                              "available for inference (label %s); the labels in force are kept",
-                              version, m.name, label)
-                    refused = True
-        if refused:
-            new_labels = {name: self._labels.get(name, {}) for name in new_labels}
-        self._labels = new_labels
-        self._pending_labels = pending
-        self._apply_pending_labels()
-
-    def _apply_pending_labels(self) -> None:
-        """Put in force every waiting label that may be (caller holds the lock or is the constructor)."""
-        for name, waiting in self._pending_labels.items():
-            in_force = self._labels.setdefault(name, {})
-            for label, version in list(waiting.items()):
-                if self._label_allowed(name, label, version, in_force):
-                    in_force[label] = version
-                    del waiting[label]
-
-    def status(self, name: str, version: int | None = None,
-               label: str | None = None) -> get_model_status_pb2.GetModelStatusResponse:
-        """GetModelStatusResponse as TF Serving builds it (newest version first)."""
-        response = get_model_status_pb2.GetModelStatusResponse()
-        with self._cond:
-            if label is not None:
-                version = _label_version(self._routes.get(name), label)
-            versions = self._versions.get(name, {})
-            if version is not None:
-                if version not in versions:
-                    raise ServingError("NOT_FOUND", f"Could not find version {version} of model {name}")
-                chosen = [versions[version]]
-            else:
-                if not versions:
-                    raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
-                chosen = sorted(versions.values(), key=lambda v: -v.version)
-            for v in chosen:
-                entry = response.model_version_status.add()
-                entry.version = v.version
-                entry.state = v.state
-                entry.status.SetInParent()  # TF Serving always reports a status, "OK" included
-                if v.error is not None:
-                    entry.status.error_code = _code_number(v.error.code)
-                    entry.status.error_message = v.error.message
-        return response
-
-    def models(self) -> list[str]:
-        with self._cond:
-            return sorted(self._settings)
-
-    def available_versions(self, name: str) -> list[int]:
-        with self._cond:
-            return sorted(n for n, v in self._versions.get(name, {}).items() if v.state == AVAILABLE)
 
     # ------------------------------------------------------------------ worker
 
@@ -451,7 +313,9 @@ class ModelManager:
             if not self._stopping.is_set():     # a load still queued when the server stops never starts
                 self._load(v, fp)
 
-        loads = [self._load_pool.submit(load, v, fp) for _, _, to_load in plans for v, fp in to_load]
+        pool = self._load_pool
+        assert pool is not None   # called with --num_load_threads > 0 only
+        loads = [pool.submit(load, v, fp) for _, _, to_load in plans for v, fp in to_load]
         for future in loads:
             future.result()
         for model, wanted, _ in plans:
@@ -479,7 +343,7 @@ class ModelManager:
                 if v is not None and v.error is not None and v.fingerprint == fp:
                     continue  # failed before, files unchanged: do not retry
                 if v is None or v.state == END:
-                    v = known[n] = _Version(model.name, n, on_disk[n])
+                    v = known[n] = Version(model.name, n, on_disk[n])
                     self._set(v, START)
                 to_load.append((v, fp))
         return wanted, to_load
@@ -495,7 +359,7 @@ class ModelManager:
                     if n not in wanted and v.state == AVAILABLE:
                         self._set(v, UNLOADING)
 
-    def _load(self, v: _Version, fp: tuple) -> None:
+    def _load(self, v: Version, fp: tuple) -> None:
         with self._cond:
             v.fingerprint = fp
             self._set(v, LOADING)
@@ -524,7 +388,7 @@ class ModelManager:
             log.error("Loading servable version %s %d from %s failed: %s: %s",
                       v.name, v.version, v.path, error.code, error.message)
 
-    def _load_once(self, v: _Version):
+    def _load_once(self, v: Version):
         """One load attempt (load + warm-up): (servable, None) or (None, ServingError)."""
         servable, error = None, None
         try:
@@ -553,7 +417,7 @@ class ModelManager:
         for future in [self._unload_pool.submit(self._unload, v) for v in versions]:
             future.result()
 
-    def _unload(self, v: _Version) -> None:
+    def _unload(self, v: Version) -> None:
         if v.servable is not None:
             _safe_unload(v.servable)
         with self._cond:
@@ -561,7 +425,7 @@ class ModelManager:
             self._set(v, END)
         log.info("Unloaded servable version %s %d", v.name, v.version)
 
-    def _set(self, v: _Version, state: int) -> None:
+    def _set(self, v: Version, state: int) -> None:
         """Change a state (caller holds the lock), publish what requests may use, tell the listener."""
         v.state = state
         if state in (START, LOADING):
@@ -581,11 +445,6 @@ def _safe_unload(servable) -> None:
         servable.unload()
     except Exception:
         log.exception("Unloading a servable failed")
-
-
-def _code_number(code: str) -> int:
-    from tensorflow.core.protobuf import error_codes_pb2
-    return error_codes_pb2.Code.Value(code)
 
 
 def _file_content(path: str) -> bytes | None:

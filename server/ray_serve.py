@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import time
+from typing import Any
 
 from ray import serve
 
@@ -84,10 +85,8 @@ def _bool(text: str) -> bool:
 def replica_options(server_argv: list[str]):
     """The Options of one replica: the server's flags, with the gRPC front end off (Ray Serve's HTTP
     proxy is the only listener; replicas bind nothing of their own)."""
-    import dataclasses
-
     from . import cli
-    return dataclasses.replace(cli.build_options(server_argv), port=0, grpc_socket_path="")
+    return cli.build_options(server_argv).replace(port=0, grpc_socket_path="")
 
 
 def start_worker(server_argv: list[str]):
@@ -102,7 +101,7 @@ def start_worker(server_argv: list[str]):
 
     options = replica_options(server_argv)
     configure_logging(options.log_level)
-    xla.configure(options.loader)   # as tensorflow_model_server's main(), before any model loads
+    xla.configure(options)   # as tensorflow_model_server's main(), before any model loads
     worker = Worker(options).start()    # returns once the first load pass is over
     return worker.app, worker.stop, options.rest_api_num_threads
 
@@ -169,11 +168,12 @@ def deployment_options(opts: argparse.Namespace) -> dict:
 
 
 def build_app(opts: argparse.Namespace, server_argv: list[str]):
-    return TFServing.options(**deployment_options(opts)).bind(server_argv)
+    deployment: Any = TFServing   # a Ray Serve Deployment (made by the decorator)
+    return deployment.options(**deployment_options(opts)).bind(server_argv)
 
 
 def runtime_env(opts: argparse.Namespace) -> dict:
-    env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}}
+    env: dict[str, Any] = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}}
     if opts.upload_code:   # this package's folder
         env["py_modules"] = [os.path.dirname(os.path.abspath(__file__))]
     extra = dict(opts.runtime_env or {})

@@ -16,6 +16,8 @@ import threading
 import numpy as np
 
 from . import errors
+from .options import Options
+from .servable_api import ServableLike
 from .signatures import INIT_OP_SIGNATURE, Signature, get_signature, signatures_only
 from .tf_status import error_from_exception
 from .validation import defaults_of, explain_failure
@@ -30,7 +32,7 @@ def _tf():
     return tf
 
 
-class Servable:
+class Servable(ServableLike):
     """A SavedModel version loaded in its own graph and session."""
 
     kind = "session"
@@ -143,112 +145,70 @@ def _with_model_dtypes(signature: Signature, graph) -> Signature:
 
 # -- loading ---------------------------------------------------------------------------------
 
-# What the loader reads from the flags: the field names of options.LoaderOptions (TF Serving's
-# SessionBundleConfig), with the defaults used when a caller gives neither options nor a keyword.
-LOADER_DEFAULTS = {
-    "saved_model_tags": (SERVE_TAG,),
-    "run_timeout_ms": 0,
-    "intra_op_parallelism": 0,
-    "inter_op_parallelism": 0,
-    "session_parallelism": 0,
-    "session_config": b"",                 # a serialized ConfigProto (--tensorflow_session_config_file)
-    "per_process_gpu_memory_fraction": 0.0,
-    "mixed_precision": "",
-    "remove_unused_fields_from_bundle_metagraph": True,  # TF Serving's default
-    "prefer_tflite_model": False,
-    "num_tflite_pools": os.cpu_count() or 1,  # TF Serving's default: one interpreter per core
-    "num_tflite_interpreters_per_pool": 1,
-    # From --platform_config_file's SessionBundleConfig (server/platform_config.py):
-    "session_target": "",                  # the TensorFlow runtime a session connects to; "": in process
-    "session_run_load_threadpool_index": -1,  # RunOptions.inter_op_thread_pool of restore and init ops; -1: none
-    "enable_session_metadata": False,      # ConfigProto.experimental.session_metadata = name and version
-    "enable_saved_model_config": False,    # open-source TF Serving: every SavedModel load is UNIMPLEMENTED
-}
-_ALIASES = {"tags": "saved_model_tags", "intra_op_threads": "intra_op_parallelism",
-            "inter_op_threads": "inter_op_parallelism"}
-
-
-def loader_settings(options=None, **overrides) -> dict:
-    """LOADER_DEFAULTS, then the same-named attributes of `options` (an options.LoaderOptions), then
-    keyword overrides (also under their older names: tags, intra_op_threads, inter_op_threads)."""
-    settings = dict(LOADER_DEFAULTS)
-    if options is not None:
-        for name in settings:
-            if hasattr(options, name):
-                settings[name] = getattr(options, name)
-    for name, value in overrides.items():
-        name = _ALIASES.get(name, name)
-        if name not in settings:
-            raise TypeError(f"load_servable() got an unexpected keyword argument {name!r}")
-        settings[name] = value
-    tags = settings["saved_model_tags"]
-    if isinstance(tags, str):  # the flag's own form: "serve,gpu"
-        tags = [t for t in tags.split(",") if t]
-    settings["saved_model_tags"] = tuple(tags) or (SERVE_TAG,)
-    return settings
-
-
-def session_config(settings: dict, options=None, name: str = "", version: int = 0):
-    """The session's ConfigProto as TF Serving builds it (model_servers/server.cc, then
-    saved_model_bundle_factory.cc for --mixed_precision and the session metadata)."""
-    tf = _tf()
-    if options is not None and hasattr(options, "session_config_proto"):
-        proto = options.session_config_proto()
-    else:
-        proto = tf.compat.v1.ConfigProto()
-        if settings["session_config"]:
-            proto.ParseFromString(settings["session_config"])
-        proto.gpu_options.per_process_gpu_memory_fraction = settings["per_process_gpu_memory_fraction"]
-        if settings["intra_op_parallelism"] != 0 or settings["inter_op_parallelism"] != 0:
-            # nonzero rather than TF Serving's > 0: a negative inter-op count runs ops in the caller's thread
-            proto.intra_op_parallelism_threads = settings["intra_op_parallelism"]
-            proto.inter_op_parallelism_threads = settings["inter_op_parallelism"]
+def session_config(options: Options, name: str = "", version: int = 0):
+    """The session's ConfigProto as TF Serving builds it (model_servers/server.cc: the file's ConfigProto,
+    the GPU memory fraction, then the thread counts; with --platform_config_file its ConfigProto as it is;
+    then saved_model_bundle_factory.cc for --mixed_precision and the session metadata)."""
+    from tensorflow.core.protobuf import config_pb2
+    proto = config_pb2.ConfigProto()
+    if options.session_config:
+        proto.ParseFromString(options.session_config)
+    if options.platform is None:
+        proto.gpu_options.per_process_gpu_memory_fraction = options.per_process_gpu_memory_fraction
+        intra, inter = options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism
+        if intra != 0 or inter != 0:
+            # Nonzero rather than TF Serving's > 0: a negative inter-op count runs ops in the caller's thread.
+            proto.intra_op_parallelism_threads = intra
+            proto.inter_op_parallelism_threads = inter
         else:
-            proto.intra_op_parallelism_threads = settings["session_parallelism"]
-            proto.inter_op_parallelism_threads = settings["session_parallelism"]
-    mixed = settings["mixed_precision"]
+            proto.intra_op_parallelism_threads = options.tensorflow_session_parallelism
+            proto.inter_op_parallelism_threads = options.tensorflow_session_parallelism
+    mixed = options.mixed_precision
     if mixed == "bfloat16":
         log.info("Running inference with bfloat16 auto mixed precision")
         from tensorflow.core.protobuf import rewriter_config_pb2
         proto.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
     elif mixed:
         log.warning("%s auto mixed precision is not supported. Valid option: bfloat16", mixed)
-    if settings["enable_session_metadata"]:
+    if options.platform is not None and options.platform.enable_session_metadata:
         proto.experimental.session_metadata.name = name
         proto.experimental.session_metadata.version = version
     return proto
 
 
-def load_servable(name: str, version: int, path: str, options=None, **overrides):
+def load_servable(name: str, version: int, path: str, options: Options | None = None, **changes) -> ServableLike:
     """Load one version folder as TF Serving's SavedModelBundleFactory does. Raises ServingError with
     TF's status code when it cannot be loaded.
 
-    options: an options.LoaderOptions (or anything with its field names); keyword overrides as in
-    LOADER_DEFAULTS. `model.tflite` is served when prefer_tflite_model is set and the file is there
-    (server/tflite_servable.py). A SavedModel runs in a TensorFlow session, as in TF Serving; one
-    whose signatures could never run there (functions reading variables the session never restores,
-    as `tf.saved_model.save` writes for Keras 3 models) is served through TensorFlow's object-graph
-    loader instead (server/function_servable.py), or refused with a status that says how to
-    re-export it.
+    options: the server's Options (default: every flag's default); keyword `changes` replace fields of
+    it (e.g. prefer_tflite_model=True). `model.tflite` is served when prefer_tflite_model is set and the
+    file is there (server/tflite_servable.py). A SavedModel runs in a TensorFlow session, as in TF
+    Serving; one whose signatures could never run there (functions reading variables the session never
+    restores, as `tf.saved_model.save` writes for Keras 3 models) is served through TensorFlow's
+    object-graph loader instead (server/function_servable.py), or refused with a status that says how
+    to re-export it.
     """
-    settings = loader_settings(options, **overrides)
+    options = (options or Options()).replace(**changes) if changes else (options or Options())
+    platform = options.platform
     if not os.path.isdir(path):
         raise errors.not_found(f"Could not find base path {path} for servable {name} with error Not found")
-    if settings["prefer_tflite_model"] and os.path.exists(os.path.join(path, "model.tflite")):
+    if options.prefer_tflite_model and os.path.exists(os.path.join(path, "model.tflite")):
         from .tflite_servable import load_tflite
-        return load_tflite(name, version, path, num_pools=settings["num_tflite_pools"],
-                           interpreters_per_pool=settings["num_tflite_interpreters_per_pool"])
+        return load_tflite(name, version, path, num_pools=options.num_tflite_pools,
+                           interpreters_per_pool=options.num_tflite_interpreters_per_pool)
     _check_saved_model_dir(path)
-    if settings["enable_saved_model_config"]:
+    if platform is not None and platform.enable_saved_model_config:
         # session_bundle/oss/session_bundle_util.cc: LoadSessionBundleOrSavedModelBundle
         raise errors.unimplemented("Saved model config functionality is not implemented.")
+    tags = list(options.saved_model_tags) or [SERVE_TAG]
     tf = _tf()
     graph = tf.Graph()
-    session = tf.compat.v1.Session(settings["session_target"], graph=graph,
-                                   config=session_config(settings, options, name, version))
+    session = tf.compat.v1.Session(platform.session_target if platform is not None else "", graph=graph,
+                                   config=session_config(options, name, version))
     try:
-        with graph.as_default(), _load_run_options(session, settings["session_run_load_threadpool_index"]):
-            meta_graph = tf.compat.v1.saved_model.load(session, list(settings["saved_model_tags"]), path)
+        with graph.as_default(), _load_run_options(
+                session, platform.session_run_load_threadpool_index if platform is not None else -1):
+            meta_graph = tf.compat.v1.saved_model.load(session, tags, path)
         unrestored = unrestored_variables(meta_graph, session)
     except BaseException as exc:
         session.close()
@@ -256,10 +216,11 @@ def load_servable(name: str, version: int, path: str, options=None, **overrides)
     if unrestored:
         session.close()
         from .function_servable import load_functions
-        return load_functions(name, version, path, settings["saved_model_tags"], unrestored)
-    if settings["remove_unused_fields_from_bundle_metagraph"]:
+        return load_functions(name, version, path, tuple(tags), unrestored)
+    if options.remove_unused_fields_from_bundle_metagraph:
         meta_graph = signatures_only(meta_graph)
-    return Servable(name, version, path, session, meta_graph, run_timeout_ms=settings["run_timeout_ms"])
+    # --rest_api_timeout_in_ms bounds each model run (TF Serving sets it as the REST request's RunOptions).
+    return Servable(name, version, path, session, meta_graph, run_timeout_ms=options.rest_api_timeout_in_ms)
 
 
 @contextlib.contextmanager

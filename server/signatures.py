@@ -20,7 +20,7 @@ INIT_OP_SIGNATURE = "__saved_model_init_op"
 
 # DataType enum -> numpy dtype for the types a JSON request can carry.
 # DT_STRING maps to object (Python bytes); DT_HALF/DT_BFLOAT16 are fed as float32 and cast by TF.
-NUMPY_DTYPES = {
+NUMPY_DTYPES: dict[int, np.dtype] = {
     types_pb2.DT_FLOAT: np.dtype(np.float32),
     types_pb2.DT_DOUBLE: np.dtype(np.float64),
     types_pb2.DT_HALF: np.dtype(np.float16),
@@ -70,7 +70,8 @@ class TensorSpec:
 
     @property
     def np_dtype(self) -> np.dtype:
-        return NUMPY_DTYPES.get(self.dtype, np.dtype(object))
+        found = NUMPY_DTYPES.get(self.dtype)
+        return found if found is not None else np.dtype(object)
 
     @property
     def dtype_name(self) -> str:

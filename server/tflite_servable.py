@@ -26,12 +26,14 @@ import os
 import queue
 import threading
 import warnings
+from typing import Any
 
 import numpy as np
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from . import errors
+from .servable_api import ServableLike
 from .signatures import PREDICT_METHOD, Signature, get_signature
 from .tf_status import error_from_exception
 from .validation import explain_failure
@@ -90,7 +92,7 @@ class _Prestage:
         return out
 
 
-class TfLiteServable:
+class TfLiteServable(ServableLike):
     """One `model.tflite` version: signatures, a pool of interpreters, the Servable interface."""
 
     kind = "tflite"
@@ -131,7 +133,7 @@ class TfLiteServable:
             model_batch = int(inputs[0]["shape"][0]) if len(inputs) == 1 and len(inputs[0]["shape"]) else -1
             default_allowed = (INITIAL_BATCH_SIZE + interpreters_per_pool - 1) // interpreters_per_pool
             self._batch_limit = model_batch if model_batch > 1 else default_allowed
-        self._batchers: dict[str, object] = {}
+        self._batchers: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._closed = False
 

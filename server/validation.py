@@ -11,6 +11,8 @@ shapes are often only inferred; a Placeholder is fed whatever arrives). When the
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from tensorflow.core.framework import types_pb2
 
@@ -18,7 +20,7 @@ from .errors import ServingError, invalid_argument
 from .signatures import NUMPY_DTYPES, Signature, TensorSpec, dtype_name, shape_text, tf_type_name
 
 
-def validate_inputs(inputs: dict[str, np.ndarray], signature: Signature) -> None:
+def validate_inputs(inputs: Mapping[str, np.ndarray], signature: Signature) -> None:
     """Raise INVALID_ARGUMENT where TF Serving refuses the request before or while feeding it: too many
     inputs, a declared input missing without a default in the SignatureDef, an undeclared input, or
     an array whose dtype is not the one the model takes."""
@@ -34,7 +36,7 @@ def validate_inputs(inputs: dict[str, np.ndarray], signature: Signature) -> None
         check_dtype(key, inputs[key], declared[key])
 
 
-def _check_names(inputs: dict, signature: Signature) -> None:
+def _check_names(inputs: Mapping, signature: Signature) -> None:
     sent, names = set(inputs), set(signature.inputs)
     defaults = defaults_of(signature)
     if len(sent) > len(names) or (len(sent) < len(names) and not defaults):

@@ -1,7 +1,7 @@
 """One worker process: the model manager, batching, monitoring, the API object and its front ends.
 
 `Worker(options)` builds everything one process serves with; `start()` starts loading models and the
-front ends, `stop()` stops them. `worker_app()` is granian's factory: it builds and starts a Worker in
+front ends, `stop()` stops them. `worker_rsgi_app()` is granian's factory: it builds and starts a Worker in
 a fresh worker process from the Options its parent handed over, and returns the REST (WSGI) app.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import gc
 import logging
 import os
 
-from .options import LoaderOptions, Options
+from .options import Options
 
 log = logging.getLogger("server")
 
@@ -35,28 +35,21 @@ def make_rest_app(dataplane, metrics, options: Options):
                       cors=options.rest_api_enable_cors_support, max_body=options.rest_api_max_body_bytes)
 
 
-def make_loader(options: LoaderOptions):
+def make_loader(options: Options):
     """`loader(name, version, path) -> servable` with the flags' session and model-format settings."""
-    import inspect
-
     from .servable import load_servable
-    if "options" in inspect.signature(load_servable).parameters:
-        return functools.partial(load_servable, options=options)
-    # A loader that takes the thread counts only: TF Serving's rules for them are applied here.
-    session = options.session_config_proto()
-    return functools.partial(load_servable, tags=options.saved_model_tags, run_timeout_ms=options.run_timeout_ms,
-                             intra_op_threads=session.intra_op_parallelism_threads,
-                             inter_op_threads=session.inter_op_parallelism_threads)
+    return functools.partial(load_servable, options=options)
 
 
-def make_warmup(options: LoaderOptions, batchers=None):
+def make_warmup(options: Options, batchers=None):
     """`warmup(servable) -> number of records replayed` (0 when warm-up is off); with `batchers`
     (batching.BatcherPool), records run through the version's batchers, as its requests will."""
     if not options.enable_model_warmup:
         return lambda servable: 0
     from .warmup import run_warmup
     kwargs = {}
-    if options.num_request_iterations_for_warmup > 0 or options.num_request_iterations_set:
+    if options.num_request_iterations_for_warmup > 0 or (
+            options.platform is not None and options.platform.num_request_iterations_set):
         kwargs["num_request_iterations"] = options.num_request_iterations_for_warmup
     if batchers is not None:
         kwargs["batcher_for"] = batchers.batcher_for
@@ -100,10 +93,10 @@ class Worker:
             from .batching import BatcherPool
             self.batchers = BatcherPool(options.batching_parameters,
                                         per_model=options.enable_per_model_batching_parameters)
-        loader = make_loader(options.loader)
+        loader = make_loader(options)
         if self.batchers is not None and self.batchers.per_model:
             loader = _with_version_batching(loader, self.batchers)
-        warmup = make_warmup(options.loader, self.batchers)
+        warmup = make_warmup(options, self.batchers)
         self.metrics = None
         if options.prometheus is not None:
             from . import monitoring
@@ -185,37 +178,44 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-def worker_app():
-    """The WSGI app of one worker process (granian's factory): Options from the parent, models loaded here.
+def start_worker_process() -> Worker:
+    """The Worker of one worker process: Options from the parent, models loaded here.
 
     Workers are started with the "spawn" method on every platform, so each imports TensorFlow and
     loads its own copy of the models in a fresh interpreter; the parent hands over its Options
-    (already checked, files already read) through the environment.
+    (already checked, files already read) in a file only the server's user can read, whose path is
+    in the environment (options.SETTINGS_FILE_ENV).
     """
     import atexit
 
     from . import xla
     from .logsetup import configure_logging
-    options = Options.from_env()
+    from .options import SETTINGS_FILE_ENV
+    options = Options.read_settings_file(os.environ[SETTINGS_FILE_ENV])
     configure_logging(options.log_level)
-    xla.configure(options.loader)   # as tensorflow_model_server's main(), before any model loads
+    xla.configure(options)   # as tensorflow_model_server's main(), before any model loads
     worker = Worker(options).start()
     atexit.register(worker.stop)
     if worker.metrics is not None:
         from . import monitoring
         # This worker's live gauges stop counting once it is gone; its counters stay in the sums.
         atexit.register(monitoring.mark_process_dead, os.getpid())
-    return worker.app
+    return worker
+
+
+def worker_app():
+    """The WSGI app of one worker process (a WSGI server's factory)."""
+    return start_worker_process().app
 
 
 def worker_rsgi_app():
     """The REST app of one worker process under granian's RSGI interface (http_server.serve's factory):
-    worker_app's WSGI app behind rest.rsgi.RsgiAdapter, which reads each body on the event loop and
-    runs the app in --rest_api_num_threads threads once the body is in."""
+    the WSGI app behind rest.rsgi.RsgiAdapter, which reads each body on the event loop and runs the app
+    in --rest_api_num_threads threads once the body is in."""
     from .rest.rsgi import RsgiAdapter
-    app = worker_app()
-    options = Options.from_env()
-    return RsgiAdapter(app, threads=options.rest_api_num_threads,
+    worker = start_worker_process()
+    options = worker.options
+    return RsgiAdapter(worker.app, threads=options.rest_api_num_threads,
                        body_timeout_s=options.rest_api_body_timeout_in_ms / 1000,
                        max_body=options.rest_api_max_body_bytes,
                        max_buffered=options.rest_api_max_buffered_bytes,
@@ -229,7 +229,7 @@ def serve_in_process(options: Options) -> int:
     import threading
 
     from . import xla
-    xla.configure(options.loader)
+    xla.configure(options)
     if options.workers > 1:
         log.warning("--workers=%d applies to the REST API only: without it one process serves", options.workers)
     stop = threading.Event()

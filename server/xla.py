@@ -9,7 +9,7 @@ With either flag nothing is changed: such functions are compiled with XLA on fir
 
 TensorFlow's Python API has no call for this switch, so `configure` calls the same C++ function,
 which libtensorflow_cc exports, through ctypes. It is process-wide: call it in a serving process
-before models load (worker.worker_app, worker.serve_in_process), never in a process that also trains.
+before models load (worker.start_worker_process, worker.serve_in_process), never in a process that also trains.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ LIBRARY = "libtensorflow_cc.so.2"
 
 
 def enabled(options) -> bool:
-    """Whether the flags leave XLA compilation on (options: an options.LoaderOptions)."""
+    """Whether the flags leave XLA compilation on (options: the server's Options)."""
     return bool(options.xla_cpu_compilation_enabled or options.xla_gpu_compilation_enabled)
 
 

@@ -33,7 +33,6 @@ def test_every_tensorflow_model_server_flag_is_accepted(name):
     value = SAMPLES.get(name, "true")
     args, given = cli.parse_args([*BASE, f"--{name}={value}"])
     assert name in given
-    assert not cli.UNSUPPORTED_FLAGS
 
 
 def test_bool_flags_take_tf_servings_forms():
@@ -99,12 +98,7 @@ def test_thread_flags_are_not_checked_when_a_platform_config_file_replaces_them(
     assert args.platform_config_file == "p.txt"
 
 
-def test_no_rest_port_needs_a_grpc_front_end(capsys, monkeypatch):
-    monkeypatch.setattr(cli, "grpc_available", lambda: False)
-    with pytest.raises(SystemExit):
-        cli.parse_args(["--model_base_path=/models/m"])
-    assert "--rest_api_port is required" in capsys.readouterr().err
-    monkeypatch.setattr(cli, "grpc_available", lambda: True)
+def test_no_rest_port_serves_grpc_alone(capsys):
     args, _ = cli.parse_args(["--model_base_path=/models/m"])       # gRPC on 8500 alone, as TF Serving
     assert args.rest_api_port == 0 and args.port == 8500
     with pytest.raises(SystemExit):
@@ -119,7 +113,7 @@ def test_flags_that_change_nothing_yet_are_named_in_one_warning_each(caplog):
     caplog.set_level(logging.WARNING, logger="server")
     idle = sorted(flags.NOT_HONOURED)[:2]
     given = frozenset({"port", "enable_profiler", "max_num_load_retries", "model_name", "use_alts_credentials", *idle})
-    lines = cli.warn_not_honoured(given, grpc=True)
+    lines = cli.warn_not_honoured(given)
     # --port, the other gRPC flags, the profiler and ALTS credentials are served; the rest is named.
     assert [line.split()[0] for line in lines] == [f"--{name}" for name in idle]
     assert [r.getMessage() for r in caplog.records] == lines
@@ -142,9 +136,8 @@ def test_bad_model_config_file_exits_with_tf_servings_message(testdata):
 
 @pytest.mark.slow
 def test_without_rest_one_worker_serves_in_process_until_sigterm(testdata, tmp_path):
-    # The gRPC front end is another module's; with it present, --rest_api_port=0 serves in-process.
-    code = ("import sys; from server import cli; cli.grpc_available = lambda: True; "
-            "sys.exit(cli.main(sys.argv[1:]))")
+    # --rest_api_port=0 serves gRPC in-process.
+    code = "import sys; from server import cli; sys.exit(cli.main(sys.argv[1:]))"
     log = tmp_path / "log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-c", code, "--port=0", f"--grpc_socket_path={tmp_path / 'sock'}",

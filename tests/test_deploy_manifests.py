@@ -152,7 +152,7 @@ def test_servingruntime_runs_the_server_as_kserve_runs_tf_serving():
     assert {"name": "tensorflow", "version": "2"}.items() <= spec["supportedModelFormats"][0].items()
     (c,) = spec["containers"]
     assert c["name"] == "kserve-container"   # the name KServe looks for
-    assert c["command"] == ["python", "-m", "server"]
+    assert c["command"] == ["tensorflow_model_server"]   # the installed package's command (pyproject.toml)
     ours = c["args"]
     # Every flag KServe gives tensorflow_model_server, with the same value: gRPC on 9000, REST on 8080.
     assert sorted(ours) == sorted(KSERVE_TF_ARGS)
@@ -192,18 +192,24 @@ def dockerfile() -> str:
 
 
 def image_packages() -> list[str]:
-    m = re.search(r"pip install --no-cache-dir -c /tmp/requirements.txt \\\n\s+([^\n]+)", dockerfile())
-    assert m, "the Dockerfile's pip install line"
-    return m.group(1).split()
+    """The image installs the package (pyproject.toml), whose dependencies are requirements/runtime.in."""
+    assert re.search(r"^RUN PIP_CONSTRAINT=/src/requirements/lock.txt /opt/venv/bin/pip install --no-cache-dir /src$",
+                     dockerfile(), re.MULTILINE), "the Dockerfile's pip install line"
+    assert 'dependencies = { file = ["requirements/runtime.in"] }' in (ROOT / "pyproject.toml").read_text()
+    lines = (ROOT / "requirements" / "runtime.in").read_text().splitlines()
+    return [re.split(r"[=<>~!\[ ]", line)[0] for line in lines if line and not line.startswith("#")]
 
 
 def pins() -> dict[str, str]:
     found = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
+    for line in (ROOT / "requirements" / "lock.txt").read_text().splitlines():
         line = line.split("#")[0].strip()
-        if "==" in line:
-            name, version = line.split("==")
-            found[_norm(name.split("[")[0])] = version
+        if not line:
+            continue
+        req = Requirement(line)   # the lock's lines may carry markers (it is made with --universal)
+        if req.marker is None or req.marker.evaluate():
+            (spec,) = req.specifier
+            found[_norm(req.name)] = spec.version
     return found
 
 
@@ -253,11 +259,11 @@ def test_image_runs_as_non_root_with_models_mounted():
     assert 'VOLUME ["/models"]' in text
     entry = json.loads(re.search(r"^ENTRYPOINT (.+)$", text, re.MULTILINE).group(1))
     cmd = json.loads(re.search(r"^CMD (.+)$", text, re.MULTILINE).group(1))
-    assert entry == ["python", "-m", "server"]
+    assert entry == ["tensorflow_model_server"]
     cli.build_options(cmd, check_paths=False)
     # The build context keeps only what the image copies.
     ignore = [line for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
               if line and not line.startswith("#")]
-    assert ignore[:4] == ["*", "!requirements.txt", "!server/", "!deploy/ready.py"]
+    assert ignore[:5] == ["*", "!pyproject.toml", "!requirements/", "!server/", "!deploy/ready.py"]
     copied = re.findall(r"^COPY (?!--from)(\S+)", text, re.MULTILINE)
-    assert sorted(copied) == ["deploy/ready.py", "requirements.txt", "server"]
+    assert sorted(copied) == ["deploy/ready.py", "pyproject.toml", "requirements", "server"]

@@ -86,3 +86,32 @@ def test_the_batching_queue_bound_reaches_the_core():
     assert make_dataplane(None, None, Options())._queue_timeout is None
     with pytest.raises(SystemExit):
         flags.build_parser().parse_args(["--batching_queue_timeout_in_ms=-1"])
+
+
+def test_docs_table_defaults_are_the_flag_tables():
+    """docs/flags.rst's two default columns against flags.FLAGS itself (the one place defaults are written)."""
+    rows = table_rows(TABLE.read_text(encoding="utf-8"))
+    for flag in flags.FLAGS:
+        if flag.own:
+            continue
+        tf, here, _ = rows[flag.name]
+        assert here == flag.shown_default(), f"--{flag.name}: docs/flags.rst says {here!r}, the table {flag}"
+        assert tf == (flag.tf_default or flag.shown_default()), f"--{flag.name}: tensorflow_model_server's default"
+
+
+def test_options_fields_are_made_from_the_table():
+    """Every row is an Options field of its type whose default is the row's (None: decided from other flags)."""
+    import dataclasses
+
+    from server.options import Options
+    fields = {f.name: f for f in dataclasses.fields(Options)}
+    defaults = Options()
+    for flag in flags.FLAGS:
+        assert fields[flag.name].type in (flag.field_type(), flag.field_type().__name__), flag.name
+        if flag.default is not None:
+            assert getattr(defaults, flag.name) == flag.default, flag.name
+    parsed = flags.build_parser().parse_args([])
+    assert all(getattr(parsed, f.name) == f.default for f in flags.FLAGS), "the parser's defaults are the table's"
+    assert defaults.rest_api_num_threads == 1 and defaults.replace(rest_api_num_threads=None,
+                                                                   enable_batching=True).rest_api_num_threads \
+        == 4 * flags.CPUS

@@ -1,12 +1,14 @@
 """server/options.py: one frozen Options built from the flags, every file they name read once."""
 import dataclasses
 import os
+import stat
 
 import pytest
 
 from server import cli, flags
 from server.config import ConfigError
-from server.options import LoaderOptions, Options
+from server.options import Options, remove_settings_file
+from server.servable import session_config
 
 CPUS = os.cpu_count() or 1
 
@@ -40,7 +42,7 @@ def test_defaults_are_tensorflow_model_servers():
     opts = options()
     assert {k: getattr(opts, k) for k in TF_DEFAULTS} == TF_DEFAULTS
     # Where this server differs (documented in --help and docs/flags.rst): 1 REST thread, measured.
-    assert opts.rest_api_num_threads == 1 and flags.TF_DEFAULTS["rest_api_num_threads"] == "4 x CPUs"
+    assert opts.rest_api_num_threads == 1 and flags.BY_NAME["rest_api_num_threads"].tf_default == "4 x CPUs"
 
 
 def test_every_tensorflow_model_server_flag_is_an_options_field():
@@ -50,20 +52,25 @@ def test_every_tensorflow_model_server_flag_is_an_options_field():
     assert set(names) - {"version"} <= fields
 
 
-def test_options_are_frozen_and_travel_to_the_workers():
+def test_options_are_frozen_and_travel_to_the_workers_in_a_private_file():
     opts = options("--enable_batching", "--port=0", "--grpc_channel_arguments=grpc.max_connection_age_ms=2000,a=b")
     with pytest.raises(dataclasses.FrozenInstanceError):
         opts.port = 1
-    env = {}
-    opts.to_env(env)
-    assert Options.from_env(env) == opts
-    assert opts.grpc_channel_args() == [("grpc.max_connection_age_ms", 2000), ("a", "b")]
+    path = opts.write_settings_file()
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+        assert Options.read_settings_file(path) == opts
+    finally:
+        remove_settings_file(path)
+    assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
+    remove_settings_file(path)   # twice: nothing to do
     assert not opts.grpc_enabled and opts.rest_enabled
 
 
 def test_derived_values():
     opts = options("--saved_model_tags=serve,gpu", "--enable_batching")
-    assert opts.saved_model_tags == ("serve", "gpu") and opts.loader.saved_model_tags == ("serve", "gpu")
+    assert opts.saved_model_tags == ("serve", "gpu") and opts.saved_model_tags == ("serve", "gpu")
     assert opts.rest_api_num_threads == 4 * CPUS              # batching wants requests waiting together
     assert opts.batching_parameters.max_batch_size == 1000    # TF Serving's defaults without a file
     assert opts.models[0].name == "default" and opts.models[0].base_path == "/models/m"
@@ -94,9 +101,9 @@ def test_ssl_and_session_files(tmp_path):
     opts = options(f"--ssl_config_file={ssl}", f"--tensorflow_session_config_file={session}")
     assert (opts.ssl_config.server_key, opts.ssl_config.server_cert, opts.ssl_config.client_verify) == (
         "KEY", "CERT", True)
-    config = opts.loader.session_config_proto()
+    config = session_config(opts)
     assert config.allow_soft_placement and config.intra_op_parallelism_threads == 0  # the flags win, as TF Serving
-    assert opts.loader.platform_config == b"" and opts.loader.thread_pool_factory_config == b""
+    assert opts.platform_config == b"" and opts.thread_pool_factory_config == b"" and opts.platform is None
     bad = tmp_path / "bad_ssl.txt"
     bad.write_text("server_kee: 'x'")
     with pytest.raises(ConfigError, match=r"Error parsing text-format tensorflow.serving.SSLConfig: 1:1: "):
@@ -107,14 +114,15 @@ def test_ssl_and_session_files(tmp_path):
 
 def test_session_config_follows_tf_servings_thread_rules():
     def threads(**kw):
-        c = LoaderOptions(**kw).session_config_proto()
+        c = session_config(Options(**kw))
         return c.intra_op_parallelism_threads, c.inter_op_parallelism_threads
 
     assert threads() == (0, 0)
-    assert threads(session_parallelism=3) == (3, 3)
-    assert threads(session_parallelism=3, intra_op_parallelism=1) == (1, 0)
-    assert threads(intra_op_parallelism=1, inter_op_parallelism=-1) == (1, -1)   # ops in the caller's thread
-    assert LoaderOptions(per_process_gpu_memory_fraction=0.5).session_config_proto() \
+    assert threads(tensorflow_session_parallelism=3) == (3, 3)
+    assert threads(tensorflow_session_parallelism=3, tensorflow_intra_op_parallelism=1) == (1, 0)
+    # a negative inter-op count: ops in the caller's thread
+    assert threads(tensorflow_intra_op_parallelism=1, tensorflow_inter_op_parallelism=-1) == (1, -1)
+    assert session_config(Options(per_process_gpu_memory_fraction=0.5)) \
         .gpu_options.per_process_gpu_memory_fraction == 0.5
 
 
@@ -142,17 +150,17 @@ def test_platform_config_file_replaces_the_flags_it_covers(tmp_path, caplog):
         session_target: "" enable_session_metadata: true""")
     opts = options(f"--platform_config_file={platform}", "--tensorflow_intra_op_parallelism=7",
                    "--tensorflow_session_parallelism=5", "--saved_model_tags=other", "--enable_model_warmup=false")
-    session = opts.loader.session_config_proto()
+    session = session_config(opts)
     assert (session.intra_op_parallelism_threads, session.inter_op_parallelism_threads) == (2, 3)
     assert opts.enable_batching and opts.batching_parameters.max_batch_size == 8
     assert opts.batching_parameters.batch_timeout_micros == 500
     assert opts.rest_api_num_threads == 4 * CPUS          # the default with batching on
-    assert opts.loader.saved_model_tags == ("serve", "gpu")
-    assert (opts.loader.enable_model_warmup, opts.loader.num_request_iterations_for_warmup) == (True, 4)
-    assert (opts.loader.prefer_tflite_model, opts.loader.num_tflite_pools, opts.loader.mixed_precision) == (
+    assert opts.saved_model_tags == ("serve", "gpu")
+    assert (opts.enable_model_warmup, opts.num_request_iterations_for_warmup) == (True, 4)
+    assert (opts.prefer_tflite_model, opts.num_tflite_pools, opts.mixed_precision) == (
         True, 3, "bfloat16")
-    assert opts.loader.enable_session_metadata and opts.loader.platform_config
-    assert not opts.loader.remove_unused_fields_from_bundle_metagraph   # the proto's default, not the flag's
+    assert opts.platform.enable_session_metadata and opts.platform_config
+    assert not opts.remove_unused_fields_from_bundle_metagraph   # the proto's default, not the flag's
     warned = [r.getMessage() for r in caplog.records if "--platform_config_file replaces" in r.getMessage()]
     assert warned and all(f"--{n}" in warned[0] for n in ("tensorflow_intra_op_parallelism", "saved_model_tags",
                                                            "tensorflow_session_parallelism", "enable_model_warmup"))
@@ -163,8 +171,8 @@ def test_platform_config_without_batching_turns_batching_off(tmp_path):
     platform.write_text(PLATFORM % "session_config { intra_op_parallelism_threads: 1 }")
     opts = options(f"--platform_config_file={platform}", "--enable_batching")
     assert not opts.enable_batching and opts.batching_parameters is None
-    assert not opts.loader.enable_model_warmup            # the proto's default: off
-    assert opts.loader.saved_model_tags == ("serve",)     # none given: serve
+    assert not opts.enable_model_warmup            # the proto's default: off
+    assert opts.saved_model_tags == ("serve",)     # none given: serve
     # TF Serving wraps the session to ignore thread pool options instead of batching it.
     platform.write_text(PLATFORM % "batching_parameters { max_batch_size { value: 4 } } "
                                    "wrap_session_with_no_threading_params: true")

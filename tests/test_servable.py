@@ -1,7 +1,6 @@
 """server/servable.py: loading SavedModels like TF Serving, running signatures, refusing what cannot run."""
 import concurrent.futures
 import shutil
-import types
 
 import numpy as np
 import pytest
@@ -10,7 +9,8 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
 from server import errors
-from server.servable import load_servable, loader_settings, session_config
+from server.options import Options
+from server.servable import load_servable, session_config
 from server.validation import validate_inputs
 
 
@@ -52,7 +52,7 @@ def test_thread_settings_give_the_same_answers(testdata, intra, inter):
     # inter < 0 runs every op in the calling thread (what `make bench` uses): same results, also from
     # several threads at once.
     s = load_servable("hpt", 123, str(testdata / "saved_model_half_plus_two_cpu" / "00000123"),
-                      intra_op_threads=intra, inter_op_threads=inter)
+                      tensorflow_intra_op_parallelism=intra, tensorflow_inter_op_parallelism=inter)
     try:
         sig = s.get_signature("serving_default")
         xs = [np.full((3, 1), float(i), np.float32) for i in range(8)]
@@ -156,46 +156,40 @@ def test_output_keys_fetch_only_those(testdata):
 
 def test_loader_options_object_and_keywords(testdata):
     path = str(testdata / "saved_model_half_plus_two_cpu" / "00000123")
-    options = types.SimpleNamespace(saved_model_tags=("serve",), remove_unused_fields_from_bundle_metagraph=True,
-                                    intra_op_parallelism=1, inter_op_parallelism=1, mixed_precision="fp8")
-    s = load_servable("hpt", 123, path, options, run_timeout_ms=1000)
+    options = Options(tensorflow_intra_op_parallelism=1, tensorflow_inter_op_parallelism=1, mixed_precision="fp8")
+    s = load_servable("hpt", 123, path, options, rest_api_timeout_in_ms=1000)
     try:
         assert set(s.signature_def_map()) >= {"serving_default", "regress_x_to_y"}
         assert not s._meta_graph.HasField("graph_def")  # only the SignatureDefs are kept
+        assert s._run_options.timeout_in_ms == 1000
         np.testing.assert_array_equal(s.run(s.get_signature("serving_default"),
                                             {"x": np.array([[2.0]], np.float32)})["y"], [[3.0]])
     finally:
         s.unload()
     with pytest.raises(TypeError):
         load_servable("hpt", 123, path, no_such_flag=1)
-    assert loader_settings(saved_model_tags="serve,gpu")["saved_model_tags"] == ("serve", "gpu")
-    settings = loader_settings(options, tags=("a", "b"), inter_op_threads=-1)
-    assert settings["saved_model_tags"] == ("a", "b") and settings["inter_op_parallelism"] == -1
     with pytest.raises(errors.ServingError) as e:
-        load_servable("hpt", 123, path, tags=("gpu",))
+        load_servable("hpt", 123, path, saved_model_tags=("gpu",))
     assert "gpu" in e.value.message
 
 
 def test_session_config_as_tf_serving_builds_it(caplog):
     from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
     file_config = config_pb2.ConfigProto(intra_op_parallelism_threads=7, allow_soft_placement=True)
-    proto = session_config(loader_settings(session_config=file_config.SerializeToString(), session_parallelism=3))
+    proto = session_config(Options(session_config=file_config.SerializeToString(), tensorflow_session_parallelism=3))
     # the file's ConfigProto, then --tensorflow_session_parallelism for both pools
     assert proto.allow_soft_placement
     assert (proto.intra_op_parallelism_threads, proto.inter_op_parallelism_threads) == (3, 3)
-    proto = session_config(loader_settings(intra_op_threads=2, inter_op_threads=-1, session_parallelism=3))
+    proto = session_config(Options(tensorflow_intra_op_parallelism=2, tensorflow_inter_op_parallelism=-1,
+                                   tensorflow_session_parallelism=3))
     assert (proto.intra_op_parallelism_threads, proto.inter_op_parallelism_threads) == (2, -1)
     on = rewriter_config_pb2.RewriterConfig.ON
-    rewrite = session_config(loader_settings(mixed_precision="bfloat16")).graph_options.rewrite_options
+    rewrite = session_config(Options(mixed_precision="bfloat16")).graph_options.rewrite_options
     assert rewrite.auto_mixed_precision_onednn_bfloat16 == on
     with caplog.at_level("WARNING", logger="server.servable"):
-        proto = session_config(loader_settings(mixed_precision="fp16"))
+        proto = session_config(Options(mixed_precision="fp16"))
     assert proto.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 != on
     assert "fp16 auto mixed precision is not supported. Valid option: bfloat16" in caplog.text
-    # an options object with TF Serving's own ConfigProto builder is asked for it
-    built = config_pb2.ConfigProto(inter_op_parallelism_threads=5)
-    options = types.SimpleNamespace(session_config_proto=lambda: built)
-    assert session_config(loader_settings(options), options).inter_op_parallelism_threads == 5
 
 
 # -- SavedModels written by tf.saved_model.save from Keras 3 models -------------------------------
@@ -259,7 +253,7 @@ def test_keras3_saved_model_without_object_graph_never_becomes_available(keras3_
 def test_run_past_the_timeout_is_deadline_exceeded(tmp_path):
     # --rest_api_timeout_in_ms: TF Serving passes it as the session's RunOptions; a run past it is 504.
     export_tf1(tmp_path / "1", slow_model)
-    s = load_servable("slow", 1, str(tmp_path / "1"), run_timeout_ms=50)
+    s = load_servable("slow", 1, str(tmp_path / "1"), rest_api_timeout_in_ms=50)
     sig = s.get_signature("serving_default")
     with pytest.raises(errors.ServingError) as e:
         s.run(sig, {"x": np.array([1.0], np.float32), "n": np.array(10**10, np.int64)})
@@ -302,14 +296,14 @@ def test_exports_whose_variables_a_session_restores_stay_in_a_session(tmp_path, 
 
 
 def platform_loader_options(tmp_path, legacy_config: str):
-    """The LoaderOptions of a --platform_config_file whose SessionBundleConfig is `legacy_config`."""
+    """The Options of a --platform_config_file whose SessionBundleConfig is `legacy_config`."""
     from server import cli
     path = tmp_path / "platform.txt"
     path.write_text("platform_configs { key: 'tensorflow' value { source_adapter_config { "
                     "[type.googleapis.com/tensorflow.serving.SavedModelBundleSourceAdapterConfig] { "
                     f"legacy_config {{ {legacy_config} }} }} }} }} }}")
     return cli.build_options(["--rest_api_port=8501", "--model_base_path=/models/m",
-                              f"--platform_config_file={path}"], check_paths=False).loader
+                              f"--platform_config_file={path}"], check_paths=False)
 
 
 def test_platform_config_session_settings_reach_the_session(testdata, tmp_path):

@@ -112,7 +112,7 @@ def test_warmup_flags(flags, iterations, monkeypatch):
     monkeypatch.setattr(server.warmup, "run_warmup", lambda s, num_request_iterations=1: calls.append(
         num_request_iterations) or 5)
     options = cli.build_options(["--rest_api_port=8501", "--model_base_path=/x", *flags], check_paths=False)
-    assert worker_mod.make_warmup(options.loader)(object()) == (5 if iterations else 0)
+    assert worker_mod.make_warmup(options)(object()) == (5 if iterations else 0)
     assert calls == iterations
 
 
@@ -209,4 +209,4 @@ def test_platform_config_batching_and_warmup_reach_the_worker(tmp_path, monkeypa
     calls = []
     monkeypatch.setattr(server.warmup, "run_warmup", lambda s, num_request_iterations=1, batcher_for=None: calls.append(
         num_request_iterations) or 5)
-    assert worker_mod.make_warmup(options.loader)(object()) == 5 and calls == [iterations]
+    assert worker_mod.make_warmup(options)(object()) == 5 and calls == [iterations]

@@ -36,7 +36,7 @@ class BatcherPool:
         # (name, version) -> that version's own parameters (--enable_per_model_batching_parameters).
         self._version_params: dict[tuple, BatchingParameters] = {}
         # Servables whose version ended: never given a batcher again (a late caller runs directly).
-        self._ended = weakref.WeakSet()
+        self._ended: weakref.WeakSet = weakref.WeakSet()
         self._closed = False
 
     # -- requests ---------------------------------------------------------------------------

@@ -78,7 +78,7 @@ class _Queue:
 def _batch_size(inputs: Tensors) -> int:
     if not inputs:
         raise invalid_argument("Batching Run() requires at least one input tensor")
-    size = None
+    size: int | None = None
     for name, arr in inputs.items():
         if not isinstance(arr, np.ndarray):
             raise invalid_argument(f"Batching input '{name}' is not an array")
@@ -88,6 +88,7 @@ def _batch_size(inputs: Tensors) -> int:
             size = arr.shape[0]
         elif arr.shape[0] != size:
             raise invalid_argument("Batching Run() input tensors must have equal 0th-dimension size")
+    assert size is not None   # at least one input (checked above)
     return size
 
 
@@ -153,6 +154,7 @@ class Batcher:
         if deadline is None:
             job.lock.acquire()
         elif not job.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            assert timeout_s is not None   # a deadline comes from it
             self._give_up(job, timeout_s)
         if job.error is not None:
             raise job.error
@@ -360,9 +362,9 @@ class Batcher:
         for t in pending:
             self._finish(t, None, err)
         deadline = time.monotonic() + timeout
-        for t in self._threads:
-            if t is not threading.current_thread():
-                t.join(max(0.0, deadline - time.monotonic()))
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> "Batcher":
         return self

@@ -135,7 +135,7 @@ class GrpcServer:
         if opts.enable_grpc_healthcheck_service:
             self.health = await _add_health(server)
         alts = bool(getattr(opts, "use_alts_credentials", False))
-        credentials = server_credentials(getattr(opts, "ssl_config", None), alts=alts)
+        credentials = server_credentials(opts.ssl_config, alts=alts)
         log.info("Using %s", "ALTS credentials" if alts else "SSL credentials" if credentials is not None
                  else "InsecureServerCredentials")
         if opts.port:
