@@ -127,8 +127,9 @@ class Oracle:
         assert len(lines) == len(bodies), done.stderr
         return lines
 
-    def compare(self, bodies: list[bytes], write: bool = True) -> list[str]:
-        """One line per difference: the body (abridged) and both readings (or both texts)."""
+    def compare(self, bodies: list[bytes], write: bool = False) -> list[str]:
+        """One line per difference: the body (abridged) and both readings; with `write`, also the
+        texts rapidjson's PrettyWriter and json_writer.pretty make of the value."""
         read = self.run(bodies, "p")
         written = self.run(bodies, "w") if write else [None] * len(bodies)
         diffs = []

@@ -27,7 +27,7 @@ _SAFE_SIGNIFICAND = (1 << 53) - 1
 _NAN, _INF = float("nan"), float("inf")
 # Where orjson's exactly rounded reading may differ from rapidjson's: 16 or more digits (a long
 # significand, or an integer beyond uint64) or an exponent. Anywhere in the text, strings included.
-_RISKY = re.compile(rb"(?:[0-9]\.?){16}|[0-9][eE]")
+RISKY = re.compile(rb"(?:[0-9]\.?){16}|[0-9][eE]")
 _DIGITS = re.compile(rb"[0-9]*")
 _TOKEN = re.compile(rb"-?[0-9][0-9.eE+-]*")
 
@@ -176,7 +176,7 @@ def read_number(s: bytes, i: int, fail: Callable[[str, int], Any]) -> tuple[Any,
 def plain_numbers(s: bytes, i: int, end: int, fail: Callable[[str, int], Any]) -> list:
     """The values of s[i:end], plain JSON numbers each followed by a comma (and whitespace)."""
     text = s[i:end]
-    if _RISKY.search(text) is None:  # at most 15 digits, no exponent: orjson's reading is exact
+    if RISKY.search(text) is None:  # at most 15 digits, no exponent: orjson's reading is exact
         return orjson.loads(b"[" + text.rstrip(b" \t\n\r")[:-1] + b"]")
     return [read_number(s, m.start(), fail)[0] for m in _TOKEN.finditer(s, i, end)]
 
@@ -210,11 +210,11 @@ def orjson_agrees(text: bytes, doc: Any) -> bool:
     """True when orjson's value for `text` (which it read without error) is rapidjson's.
 
     orjson rounds numbers exactly and keeps the last of repeated names; rapidjson does neither.
-    Numbers: only those `_RISKY` finds can differ. Names: every member has one ':' outside strings,
+    Numbers: only those `RISKY` finds can differ. Names: every member has one ':' outside strings,
     so the ':' bytes of the text are its members plus the ':' in its strings; with no ':' escaped as
     \\u003a, fewer members in `doc` than that means a repeated name was dropped.
     """
-    if _RISKY.search(text) is not None:
+    if RISKY.search(text) is not None:
         return False
     colons = text.count(b":")
     if type(doc) is not dict and type(doc) is not list:
