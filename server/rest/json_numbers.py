@@ -224,3 +224,12 @@ def orjson_agrees(text: bytes, doc: Any) -> bool:
     if b"\\u003" in text or b"\\u003" in text.upper():
         return False
     return _members_and_colons(doc) == colons
+
+
+def exact_enough(token: str) -> bool:
+    """Whether rapidjson's reading of this plain number is exactly rounded, as float()'s is: a
+    significand below 2^53 divided by at most 10^22 (one correctly rounded division), no exponent."""
+    if "e" in token or "E" in token:
+        return False
+    whole, dot, fraction = token.lstrip("-").partition(".")
+    return len(fraction) <= 22 and len(whole) + len(fraction) <= 19 and int(whole + fraction) <= _SAFE_SIGNIFICAND
