@@ -11,7 +11,7 @@ RAY_STAMP := $(VENV)/.installed-requirements-ray
 NODE_DIR := code/zh/savedmodel
 NODE_STAMP := $(NODE_DIR)/node_modules/.package-lock.json
 
-.PHONY: setup lock ray-deps node-deps wrk h2load peers demo lint test test-ray record-ray html bench exercises fuzz soak clean
+.PHONY: setup lock ray-deps node-deps wrk h2load rapidjson-oracle peers demo lint test test-ray record-ray html bench exercises fuzz soak clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,21 @@ chromium:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei; }); \
 	  else echo "chromium not found and cannot be installed without root: apt-get install chromium fonts-wqy-microhei (the browser page's test will skip)"; fi; }
+
+# The reference reader of tests/test_rest_json_oracle.py and `make fuzz`: a small C++ program on
+# Debian's rapidjson-dev (1.1.0, the version TF Serving pins), built into build/oracle/.
+ORACLE := build/oracle/rapidjson_oracle
+rapidjson-oracle:
+	@test -f /usr/include/rapidjson/document.h || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -qq rapidjson-dev g++ >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq rapidjson-dev g++; }); \
+	  else echo "rapidjson-dev not found and cannot be installed without root: apt-get install rapidjson-dev g++ (the rapidjson oracle test will skip)"; fi; }
+	@if test -f /usr/include/rapidjson/document.h && command -v g++ >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory $(ORACLE); fi
+
+$(ORACLE): tests/oracle/rapidjson_oracle.cc
+	@mkdir -p $(@D)
+	g++ -O2 -std=c++14 -Wall -o $@ $<
 
 $(STAMP): requirements/lock.txt requirements/mnist-nodeps.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -79,7 +94,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: lint setup ray-deps node-deps wrk h2load chromium
+test: lint setup ray-deps node-deps wrk h2load chromium rapidjson-oracle
 	$(PY) -m pytest --tb=short
 
 # The long form of tests/test_ray_serve.py: a node killed under load, replaced, autoscaling (~2-3 min).
@@ -116,8 +131,10 @@ bench: setup wrk h2load peers
 	$(PY) -m bench
 	$(PY) -m bench.grpc_run
 
-# Long fuzzing of the REST API (>= 10,000 requests from docs/openapi.yaml, then the hypothesis properties).
-fuzz: setup
+# Long fuzzing: >= 100,000 bodies read by rapidjson and by this server (scripts/fuzz_json.py), then the
+# REST API (>= 10,000 requests from docs/openapi.yaml, then the hypothesis properties).
+fuzz: setup rapidjson-oracle
+	$(PY) scripts/fuzz_json.py --bodies 100000
 	$(PY) scripts/fuzz.py
 
 # 10 minutes of mixed REST traffic with a version swap every 30 s: requests, errors, RSS and threads.

@@ -48,7 +48,6 @@ def error(fn, *args):
     (b'{"a": [1 2]}', "JSON Parse error: Missing a comma or ']' after an array element. at offset: 9"),
     (b'{"a": 1 "b"}', "JSON Parse error: Missing a comma or '}' after an object member. at offset: 8"),
     (b'{"a": "x', "JSON Parse error: Missing a closing quotation mark in string. at offset: 8"),
-    (b'{"a": 1} 2', "JSON Parse error: The document root must not be followed by other values. at offset: 9"),
     (b'{"a": 1.}', "JSON Parse error: Miss fraction part in number. at offset: 8"),
     (b'{"a": 1e}', "JSON Parse error: Miss exponent in number. at offset: 8"),
     (b'{"a": "\\x"}', "JSON Parse error: Invalid escape character in string. at offset: 7"),
@@ -65,14 +64,39 @@ def test_top_level_must_be_an_object():
 
 
 def test_nan_infinity_tokens_and_huge_numbers():
-    a = predict_request.parse_json(b'{"a": [NaN, Infinity, -Infinity, 1e400, -1e400]}')["a"]
-    assert math.isnan(a[0]) and a[1:] == [math.inf, -math.inf, math.inf, -math.inf]
-    # rapidjson's other spellings are read too (by the rapidjson-grammar reader) ...
+    a = predict_request.parse_json(b'{"a": [NaN, Infinity, -Infinity]}')["a"]
+    assert math.isnan(a[0]) and a[1:] == [math.inf, -math.inf]
     b = predict_request.parse_json(b'{"b": [Inf, -NaN, -Inf]}')["b"]
     assert b[0] == math.inf and math.isnan(b[1]) and b[2] == -math.inf
-    # ... which, like rapidjson, refuses an exponent beyond double range
-    assert error(predict_request.parse_json, b'{"b": [Inf, 1e400]}').message == (
-        "JSON Parse error: Number too big to be stored in double. at offset: 12")
+    # rapidjson 1.1.0 (reader.h, ParseNumber: kParseErrorNumberTooBig at the number's start), which
+    # TF Serving's ParseJson uses: an exponent or an integer beyond double range is refused.
+    for body, offset in ((b'{"b": [Inf, 1e400]}', 12), (b'{"a": [1e400]}', 7), (b'{"a": [-1e400]}', 7),
+                         (b'{"a": [' + b"1" * 310 + b"]}", 7)):
+        assert error(predict_request.parse_json, body).message == (
+            f"JSON Parse error: Number too big to be stored in double. at offset: {offset}")
+
+
+def test_trailing_content_after_the_root_is_ignored():
+    # util/json_tensor.cc ParseJson parses with kParseStopWhenDoneFlag: rapidjson stops after the
+    # first complete value, so TF Serving reads these bodies as their first object.
+    assert predict_request.parse_json(b'{"a": 1} 2') == {"a": 1}
+    assert predict_request.parse_json(b'{"instances":[1.0]} xyz') == {"instances": [1.0]}
+
+
+def test_first_of_repeated_names_wins_and_a_bom_is_skipped():
+    # rapidjson's FindMember finds the first member of a name; EncodedInputStream<UTF8> skips a BOM.
+    assert predict_request.parse_json(b'{"instances":[1],"instances":[2]}') == {"instances": [1]}
+    assert predict_request.parse_json(b'{"instances":[1],"instances":[2],"x":Inf}')["instances"] == [1]
+    assert predict_request.parse_json(b'\xef\xbb\xbf{"instances":[1]}') == {"instances": [1]}
+
+
+def test_deep_nesting_has_no_limit():
+    # TF Serving's json_tensor_test.cc DeeplyNestedWellFormed / DeeplyNestedMalformed.
+    depth = 500_000
+    doc = predict_request.parse_json(b'{"instances":[1], "nested":' + b"[" * depth + b"]" * depth + b"}")
+    assert doc["instances"] == [1]
+    e = error(predict_request.parse_json, b'{"instances":[1], "nested":' + b"{" * depth + b"}" * depth + b"}")
+    assert e.message == "JSON Parse error: Missing a name for object member. at offset: 28"
 
 
 def test_invalid_utf8_in_strings_is_kept_byte_for_byte():

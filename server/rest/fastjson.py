@@ -8,7 +8,9 @@ C-speed bytes operations and one flat orjson parse, or answers None when the tex
 caller runs the ordinary parser, which gives TF Serving's exact answer or error.
 
 - `find_array(body, key)`: where the array value of a top-level `"key"` member seems to be;
-- `read_array(text)`: (flat list of numbers, shape) for a dense nested numeric array, else None.
+- `read_array(text)`: (flat list of numbers, shape) for a dense nested numeric array, else None;
+- `exact_as_rapidjson(text)` / `same_float32(values)`: whether orjson's numbers are rapidjson's
+  (json_numbers.py), or at least round to the same float32 values.
 
 Pure functions on bytes; rest/predict_request.py decides when the result may be used (dtype, range).
 """
@@ -18,6 +20,8 @@ import math
 
 import numpy as np
 import orjson
+
+from .json_numbers import RISKY
 
 NUMBER_CHARS = b"0123456789.eE+-"
 JSON_WS = b" \t\n\r"
@@ -156,3 +160,26 @@ def _numbers_only_in_innermost_lists(squeezed: bytes) -> bool:
     if np.any((before == _ORD_NUM) & (after == _ORD_OPEN)):
         return False
     return not np.any((before == _ORD_CLOSE) & (after == _ORD_NUM))
+
+
+def exact_as_rapidjson(text: bytes) -> bool:
+    """No number in `text` that rapidjson may read differently from orjson (json_numbers.RISKY)."""
+    return RISKY.search(text) is None
+
+
+# rapidjson's reading of a number is within a few ulps of the exactly rounded double (at most 17
+# digits gathered, one rounding per digit beyond 2^53, one table power of ten, one product).
+_ULPS = 16 * 2.0 ** -52
+
+
+def same_float32(values: np.ndarray) -> bool:
+    """Every double, moved by up to 16 ulps either way, still rounds to the same float32: then its
+    float32 is the same whether orjson or rapidjson read the number. False near float32 midpoints
+    and for tiny (subnormal-range) doubles."""
+    with np.errstate(over="ignore"):
+        a = np.abs(values)
+        if np.any((a < 1e-300) & (a != 0)):
+            return False
+        lo = (a * (1 - _ULPS)).astype(np.float32)
+        hi = (a * (1 + _ULPS)).astype(np.float32)
+    return bool(np.array_equal(lo, hi))

@@ -125,7 +125,12 @@ def _pretty(v: Any, depth: int, out: list) -> None:
     # With a stack of its own, not recursion: a request nested 1,000 deep is printed in its error
     # message as rapidjson prints it, where recursion would stop at Python's limit (RecursionError).
     todo: list = [(v, depth)]
+    size = counted = 0
     while todo:
+        size += sum(map(len, out[counted:]))
+        counted = len(out)
+        if size >= MAX_PRETTY_CHARS:
+            raise _Stop  # a bound on the work a hostile request can cause (see MAX_PRETTY_CHARS)
         item = todo.pop()
         if type(item) is str:
             out.append(item)
@@ -160,6 +165,13 @@ def _pretty(v: Any, depth: int, out: list) -> None:
                 todo.append(("," if i else "") + inner + ("" if is_list else json_string(member[0]) + ": "))
         else:  # numpy scalars and the like, should a caller pass them
             out.append(str(v))
+
+
+# TF Serving 2.18 (util/json_tensor.cc: JsonWriterWithLimit) stops writing a request into an error
+# message after 256 bytes; the messages here are the full ones of earlier versions. Without a bound a
+# request nested 500,000 deep (which the reader accepts, as rapidjson's iterative parser does) would
+# take quadratic time and memory in its indentation, so the text stops after this many characters.
+MAX_PRETTY_CHARS = 1 << 20
 
 
 def pretty(v: Any) -> str:

@@ -23,7 +23,6 @@ import math
 from typing import Any
 
 import numpy as np
-import orjson
 from tensorflow.core.framework import types_pb2
 
 from ..errors import ServingError, invalid_argument
@@ -139,10 +138,11 @@ class HeldTensor:
     """A top-level "instances"/"inputs" value that is a dense array of numbers, not yet converted:
     its text, its numbers (orjson's ints and floats, row-major) and its shape."""
 
-    __slots__ = ("key", "text", "values", "shape")
+    __slots__ = ("key", "text", "values", "shape", "exact")
 
     def __init__(self, key: str, text: bytes, values: list, shape: tuple[int, ...]):
         self.key, self.text, self.values, self.shape = key, text, values, shape
+        self.exact = fastjson.exact_as_rapidjson(text)  # orjson's values are rapidjson's, bit for bit
 
     def __repr__(self) -> str:
         return f"HeldTensor({self.key!r}, shape={self.shape})"
@@ -158,7 +158,7 @@ class PredictDoc(JsonDoc):
         out = JsonDoc(self)  # same members in the same order: error messages print them
         out.may_have_bools = self.may_have_bools
         if self.held is not None:
-            out[self.held.key] = orjson.loads(self.held.text)  # what a full orjson parse builds
+            out[self.held.key] = parse(self.held.text)  # what the full parse builds
         return out
 
 
@@ -193,13 +193,13 @@ def _hold_numeric_value(body: bytes) -> PredictDoc | None:
     rest = body[:start] + _MARK_TEXT + body[end:]
     # The rest must parse alone with the placeholder as the value of the top-level member `key`:
     # then the span is that member's whole value (not text inside a string or a nested object), and it
-    # is the member orjson's last-wins rule keeps if the name is repeated. Bodies orjson refuses
-    # (NaN, invalid UTF-8, errors) are the ordinary parser's business.
+    # is the member rapidjson's first-wins rule keeps if the name is repeated. Errors are the ordinary
+    # parser's business.
     if rest.count(b"\\u0000") != 1:
         return None
     try:
-        doc = orjson.loads(rest)
-    except orjson.JSONDecodeError:
+        doc = parse(rest)
+    except JsonParseError:
         return None
     if type(doc) is not dict or doc.get(key) != _MARK:
         return None
@@ -230,6 +230,8 @@ def _held_array(doc: dict, held: HeldTensor, signature: Signature) -> np.ndarray
     values = np.fromiter(held.values, np.float64, len(held.values))
     if not (values.max() <= limit and values.min() >= -limit):
         return None
+    if not held.exact and (spec.dtype == types_pb2.DT_DOUBLE or not fastjson.same_float32(values)):
+        return None  # rapidjson's reading of some number may differ from orjson's: the exact reader
     # Row format with one input: the instances list is the batch; columnar: "inputs" is the tensor.
     return values.astype(spec.np_dtype, copy=False).reshape(held.shape)
 
