@@ -229,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "milliseconds (default 0 = no bound of its own: a REST request is bounded by "
                         "--rest_api_timeout_in_ms, a gRPC request by its deadline if the client set one). A "
                         "request past it answers DEADLINE_EXCEEDED (REST 504) and is never run.")
+    x.add_argument("--access_log", default="", metavar="PATH|-",
+                   help="Write one JSON line per request (time, client address, REST or gRPC, API, model, the "
+                        "version that answered, signature, status, latency, body sizes; never request data) to "
+                        "this file, or to stdout with '-' (default '' = no access log).")
     x.add_argument("--log_level", default="info", choices=["debug", "info", "warning", "error"],
                    help="Log level (default info).")
     return p

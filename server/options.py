@@ -162,6 +162,7 @@ class Options:
     max_request_elements: int = 1 << 26        # more tensor elements (or examples) in one request: 400
     batching_queue_timeout_in_ms: int = 0      # longer in the batching queue: DEADLINE_EXCEEDED; 0: no bound
     log_level: str = "info"
+    access_log: str = ""                       # one JSON line per request to this file, "-": stdout; "": none
     # -- derived: what the files say, read once
     models: tuple[ModelSettings, ...] = ()
     batching_parameters: object = None          # batching.parameters.BatchingParameters with batching on
