@@ -39,6 +39,7 @@ from concurrent import futures
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
+from .. import access_log
 from .. import dataplane as dp
 from .channel_args import GrpcError, parse_channel_arguments
 from .credentials import ALTS_UNAVAILABLE, alts_available, server_credentials
@@ -100,7 +101,7 @@ class GrpcServer:
                         *parse_channel_arguments(opts.grpc_channel_arguments or "")]
         threads = max(1, int(opts.grpc_max_threads))
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
-                             options=channel_args)
+                             options=channel_args, interceptors=access_log.grpc_interceptors())
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionService(self.plane, self.metrics, content=bool(opts.enable_serialization_as_tensor_content)),
             server)
