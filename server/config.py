@@ -35,6 +35,7 @@ class ModelSettings:
     num_versions: int = 1                   # for "latest"
     versions: frozenset[int] = frozenset()  # for "specific"
     labels: dict[str, int] = field(default_factory=dict)
+    logging: object = None                  # request_log.LogSettings when the model has a logging_config
 
     def select(self, available: set[int]) -> set[int]:
         """The versions this policy wants served, out of those found on disk."""
@@ -141,8 +142,12 @@ def _model_settings(model, check_paths: bool) -> ModelSettings:
         if kind == "specific" and version not in versions:
             raise ConfigError(f"Model {name}: label {label} points at version {version}, which the "
                               f"specific version policy {sorted(versions)} never serves")
+    logging = None
+    if model.HasField("logging_config"):
+        from .request_log import check_logging_config
+        logging = check_logging_config(name, model.logging_config)
     return ModelSettings(name=name, base_path=model.base_path, policy=kind,
-                         num_versions=num_versions, versions=versions, labels=labels)
+                         num_versions=num_versions, versions=versions, labels=labels, logging=logging)
 
 
 def check_base_path(name: str, base_path: str) -> None:

@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence, Union
 
 import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from . import access_log, tf_example
 from . import config as config_mod
-from . import tf_example
-from .errors import invalid_argument
+from .errors import ServingError, invalid_argument
 from .signatures import DEFAULT_SIGNATURE, Signature
 from .validation import validate_inputs
+
+if TYPE_CHECKING:
+    from .request_log import RequestLog
 
 SIGNATURE_DEF_FIELD = "signature_def"  # the one metadata field TF Serving serves
 
@@ -90,10 +93,30 @@ class DataPlane:
         self._batcher_for = batcher_for
         self._check_method_name = check_method_name
         self._queue_timeout = queue_timeout_s or None
+        self.request_log: RequestLog | None = None   # when a model has a logging_config
 
     # -- predict ---------------------------------------------------------------------------
     def predict(self, spec: ModelSpec, inputs: Inputs, output_filter: Sequence[str] = (),
                 timeout_s: float | None = None) -> Result:
+        request_log = self.request_log
+        if request_log is None or (settings := request_log.sample(spec.name)) is None:
+            return _answered(self._predict(spec, inputs, output_filter, timeout_s))
+        read: dict[str, Tensors] = {}
+
+        def decode(signature: Signature) -> Tensors:   # keeps the arrays for the request log
+            read["inputs"] = inputs(signature) if callable(inputs) else inputs
+            return read["inputs"]
+        try:
+            result = self._predict(spec, decode, output_filter, timeout_s)
+        except Exception as exc:
+            _log_failure(request_log, "predict", settings, spec, read.get("inputs"), exc, output_filter)
+            raise
+        request_log.submit("predict", settings, result.name, result.version, result.signature_name,
+                                read.get("inputs"), result.outputs, output_filter)
+        return _answered(result)
+
+    def _predict(self, spec: ModelSpec, inputs: Inputs, output_filter: Sequence[str] = (),
+                 timeout_s: float | None = None) -> Result:
         signature_name = spec.resolved_signature_name
         with self.manager.acquire(spec.name, spec.version, spec.label) as servable:
             signature = servable.get_signature(signature_name)
@@ -144,6 +167,21 @@ class DataPlane:
 
     def _run_examples(self, spec: ModelSpec, examples: Sequence[bytes], method: str,
                       check_signature, check_outputs, timeout_s: float | None = None) -> Result:
+        request_log = self.request_log
+        if request_log is None or (settings := request_log.sample(spec.name)) is None:
+            return _answered(self._examples(spec, examples, method, check_signature, check_outputs, timeout_s))
+        kind = "classify" if method == tf_example.CLASSIFY_METHOD else "regress"
+        try:
+            result = self._examples(spec, examples, method, check_signature, check_outputs, timeout_s)
+        except Exception as exc:
+            _log_failure(request_log, kind, settings, spec, _read_examples(examples), exc)
+            raise
+        request_log.submit(kind, settings, result.name, result.version, result.signature_name,
+                                _read_examples(examples), result.outputs)
+        return _answered(result)
+
+    def _examples(self, spec: ModelSpec, examples: Sequence[bytes], method: str,
+                  check_signature, check_outputs, timeout_s: float | None = None) -> Result:
         """Feed the serialized examples to the signature's one string input (TF Serving's classifier and
         regressor), after TF Serving's checks of the signature, and check what comes back."""
         signature_name = spec.resolved_signature_name
@@ -187,6 +225,31 @@ class DataPlane:
     def reload_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
         """Serve what `config` lists, exactly as a re-read --model_config_file would."""
         self.manager.reload_config(config_mod.settings_from_proto(config, check_paths=True))
+
+
+def _answered(result: Result) -> Result:
+    """Tell the access log (of this thread's request) which version and signature answered."""
+    access_log.note(result.name, result.version, result.signature_name)
+    return result
+
+
+def _log_failure(request_log: RequestLog, kind: str, settings, spec: ModelSpec, inputs, exc: Exception,
+                 output_filter: Sequence[str] = ()) -> None:
+    """A failed request's record: what was read of it, no response, its status."""
+    code = exc.code if isinstance(exc, ServingError) else "INTERNAL"
+    message = exc.message if isinstance(exc, ServingError) else f"{type(exc).__name__}: {exc}"
+    request_log.submit(kind, settings, spec.name, spec.version, spec.resolved_signature_name,
+                       inputs, None, output_filter, status=f"{code}: {message}")
+
+
+def _read_examples(examples) -> tuple[list[bytes], bytes | None] | None:
+    """A request's examples for its log record: (serialized examples, serialized context or None), never
+    merged (the merge is what the limits guard against), or None when they cannot be read at all."""
+    try:
+        parts = getattr(examples, "parts", None)
+        return parts() if parts is not None else (list(examples), None)
+    except Exception:  # noqa: BLE001 - the request failed on them already
+        return None
 
 
 def _filtered_outputs(signature: Signature, output_filter: Sequence[str]) -> tuple[str, ...] | None:

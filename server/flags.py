@@ -299,6 +299,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("profiler_max_session_s", _positive_int, 60,
          "Longest profiler session, in seconds: a Profile call's duration_ms is cut to it, and a continuous "
          "profiling session not read with GetSnapshot within it is stopped and dropped.", metavar="S", own=True),
+    Flag("access_log", str, "",
+         "Write one JSON line per request (time, client address, REST or gRPC, API, model, the version that "
+         "answered, signature, status, latency, body sizes; never request data) to this file, or to stdout "
+         "with '-' ('' = no access log).", metavar="PATH|-", shown="''", own=True),
     Flag("log_level", str, "info", "Log level.", own=True, choices=("debug", "info", "warning", "error")),
 )
 

@@ -121,6 +121,7 @@ class ModelManager(LabelsAndStatus):
         self._scan_requested = True
         self._last_scan = 0.0
         self._threads: list[threading.Thread] = []
+        self.config_listeners: list[Callable] = []   # f(models) after every config applied (request_log)
 
     # ------------------------------------------------------------------ control
 
@@ -169,6 +170,8 @@ class ModelManager(LabelsAndStatus):
             self._publish()
             self._scan_requested = True
         log.info("Model config applied: %s", ", ".join(names))
+        for listener in self.config_listeners:
+            listener(models)
         self._wake.set()
 
     def watch_config_file(self, path: str, poll_wait_seconds: float) -> None:

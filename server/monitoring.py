@@ -170,6 +170,16 @@ class Metrics:
             "Number of AVAILABLE versions of the model (the fewest over the live worker processes).",
             ["model_name"], multiprocess_mode="livemin", registry=target)
         self._available: dict[str, set[int]] = {}
+        # The request log (request_log.py): TF Serving's count of records logged, by model and write status,
+        # and this server's count of records dropped because the writer's queue was full.
+        self.request_log_count = Counter(
+            ":tensorflow:serving:request_log_count",
+            "The total number of requests logged from the model server sliced down by model_name and status code.",
+            ["model_name", "status_code"], registry=target)
+        self.request_log_dropped = Counter(
+            "tf_serving_flask_request_log_dropped",
+            "Requests sampled for the request log but dropped because its queue was full.",
+            ["model_name"], registry=target)
 
     # -- recording ----------------------------------------------------------------------------
     def record_request(self, model_name: str, api: str, status: str, seconds: float | None,
@@ -180,6 +190,12 @@ class Metrics:
         self.request_count.labels(model_name, status).inc()
         if seconds is not None:
             self.request_latency.labels(model_name, api, entrypoint).observe(seconds * 1e6)
+
+    def record_log(self, model_name: str, status: str) -> None:
+        self.request_log_count.labels(model_name, status).inc()
+
+    def record_log_dropped(self, model_name: str) -> None:
+        self.request_log_dropped.labels(model_name).inc()
 
     def record_load(self, model_path: str, seconds: float, ok: bool) -> None:
         if ok:

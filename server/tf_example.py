@@ -52,6 +52,10 @@ class Examples(Sequence):
         """Bytes the merge copies the context into: its size times the number of examples."""
         return len(self.context) * len(self.serialized) if self.context else 0
 
+    def parts(self) -> tuple[list[bytes], bytes | None]:
+        """The serialized examples and context, unmerged."""
+        return self.serialized, self.context
+
     def merged(self) -> list[bytes]:
         if self._merged is None:
             self._merged = with_context(self.serialized, self.context)

@@ -118,7 +118,11 @@ class Worker:
             allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
         )
         self.dataplane = make_dataplane(self.manager, self.batchers, options)
+        self.request_log = attach_request_log(self, options)
         self.app = make_rest_app(self.dataplane, self.metrics, options)
+        if options.access_log:
+            from . import access_log
+            self.app = access_log.wrap_wsgi(self.app, access_log.install(options.access_log))
         self.front_ends = make_front_ends(self)
 
     def start(self) -> "Worker":
@@ -150,6 +154,20 @@ class Worker:
         self.manager.stop()
         if self.batchers is not None:
             self.batchers.close()
+        if self.request_log is not None:
+            self.request_log.close()   # everything still queued is written before the process ends
+
+
+def attach_request_log(worker: "Worker", options: Options):
+    """The request log (request_log.RequestLog) of this worker's core, kept current with every config the
+    model manager applies; None when no model of the configuration has a logging_config."""
+    if not any(m.logging is not None for m in options.models) and not options.model_config_file:
+        return None
+    from .request_log import RequestLog
+    request_log = RequestLog(options.models, saved_model_tags=options.saved_model_tags, metrics=worker.metrics)
+    worker.dataplane.request_log = request_log
+    worker.manager.config_listeners.append(request_log.update)
+    return request_log
 
 
 def _with_version_batching(loader, batchers):

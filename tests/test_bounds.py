@@ -60,7 +60,8 @@ def test_bounds_in_help():
     text = subprocess.run([sys.executable, "-m", "server", "--help"], cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout
     flat = " ".join(text.split())
-    assert "--rest_api_max_body_bytes N Largest request body in bytes (default 16777216 = 16 MiB" in flat
+    assert "--rest_api_max_body_bytes N Largest request body in bytes (0 = no limit)" in flat
+    assert "within the 2 GiB that deploy/kubernetes gives a pod. [default: 16777216 = 16 MiB]" in flat  # the formula
     assert "--max_request_elements N Most tensor elements one predict request may send" in flat
     assert "--rest_api_timeout_in_ms MS Timeout for one REST request in milliseconds" in flat
     assert "the time the request waits for its batch" in flat

@@ -21,6 +21,8 @@ from concurrent import futures
 
 import grpc
 
+from .. import access_log
+
 log = logging.getLogger("server.grpc")
 
 READ_TIMEOUT_MESSAGE = "Timed out waiting for the request message"
@@ -107,9 +109,10 @@ def _run(handler, deserializer, raw: bytes, context: SyncContext):
 
 
 def unary_on_aio(method: grpc.RpcMethodHandler, executor: futures.Executor,
-                 read_timeout: float | None) -> grpc.RpcMethodHandler:
-    """A unary-unary sync handler -> a grpc.aio handler that reads the message first (see the module)."""
-    handler, deserializer = method.unary_unary, method.request_deserializer
+                 read_timeout: float | None, name: str = "") -> grpc.RpcMethodHandler:
+    """A unary-unary sync handler -> a grpc.aio handler that reads the message first (see the module);
+    `name` ("/package.Service/Method") is what the access log, when there is one, calls it."""
+    handler, deserializer = access_log.wrap_grpc(method.unary_unary, name), method.request_deserializer
 
     async def serve(messages, context):
         loop = asyncio.get_running_loop()
@@ -144,10 +147,10 @@ def unary_on_aio(method: grpc.RpcMethodHandler, executor: futures.Executor,
                                                 response_serializer=method.response_serializer)
 
 
-def _on_aio(method, executor, read_timeout):
+def _on_aio(method, executor, read_timeout, name: str):
     if method is None or method.request_streaming or method.response_streaming:
         return method
-    return unary_on_aio(method, executor, read_timeout)
+    return unary_on_aio(method, executor, read_timeout, name)
 
 
 class _OnAio(grpc.GenericRpcHandler):
@@ -161,7 +164,7 @@ class _OnAio(grpc.GenericRpcHandler):
         method = handler_call_details.method
         wrapped = self._wrapped.get(method)
         if wrapped is None:
-            wrapped = _on_aio(self._inner.service(handler_call_details), self._executor, self._read_timeout)
+            wrapped = _on_aio(self._inner.service(handler_call_details), self._executor, self._read_timeout, method)
             if wrapped is not None:
                 self._wrapped[method] = wrapped
         return wrapped
@@ -185,5 +188,6 @@ class Collector:
     def register_on(self, server, executor: futures.Executor, read_timeout: float | None) -> None:
         for service, methods in self.services.items():
             server.add_registered_method_handlers(
-                service, {name: _on_aio(method, executor, read_timeout) for name, method in methods.items()})
+                service, {name: _on_aio(method, executor, read_timeout, f"/{service}/{name}")
+                          for name, method in methods.items()})
         server.add_generic_rpc_handlers(tuple(_OnAio(h, executor, read_timeout) for h in self.generic))

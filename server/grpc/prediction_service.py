@@ -164,6 +164,9 @@ class LazyExamples(Sequence):
     def merged(self) -> list[bytes]:
         return self._get().merged()
 
+    def parts(self) -> tuple[list[bytes], bytes | None]:
+        return self._get().parts()
+
     def __len__(self) -> int:
         return len(self._get())
 
