@@ -17,6 +17,8 @@ Checking the arrays against the signature (dtype, shape, missing inputs) is the 
 """
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 from tensorflow.core.framework import types_pb2
 
@@ -36,9 +38,13 @@ class JsonDoc(dict):
     which lets numeric inputs skip the look for booleans mixed into numbers."""
 
     __slots__ = ("may_have_bools",)
+    may_have_bools: bool
 
 
-def parse_json(body: bytes) -> dict:
+_Doc = TypeVar("_Doc", bound=JsonDoc)
+
+
+def parse_json(body: bytes) -> JsonDoc:
     """Parse a request body; the top level must be a JSON object (TF Serving's ParseJson).
 
     Raises INVALID_ARGUMENT "JSON Parse error: The document is empty" for an empty body,
@@ -54,7 +60,7 @@ def _body_bytes(body: bytes | str) -> bytes:
     return body if isinstance(body, bytes) else bytes(body)
 
 
-def _parse_object(body: bytes, cls: type) -> JsonDoc:
+def _parse_object(body: bytes, cls: type[_Doc]) -> _Doc:
     if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
     try:
@@ -88,8 +94,7 @@ def decode_predict(doc: dict, signature: Signature) -> tuple[dict[str, np.ndarra
     signature by the core (validation.validate_inputs). All errors are ServingError, INVALID_ARGUMENT unless a
     dtype cannot be fed from JSON at all (UNIMPLEMENTED, as TF Serving).
     """
-    held = getattr(doc, "held", None)
-    if held is not None:
+    if isinstance(doc, PredictDoc) and (held := doc.held) is not None:
         tensor = _held_array(doc, held, signature)
         if tensor is not None:
             return {next(iter(signature.inputs)): tensor}, held.key == _INPUTS
@@ -138,6 +143,7 @@ class PredictDoc(JsonDoc):
     HeldTensor, which then also stands as the value of its member; `full()` gives parse_json's doc."""
 
     __slots__ = ("held",)
+    held: HeldTensor | None
 
     def full(self) -> JsonDoc:
         out = JsonDoc(self)  # same members in the same order: error messages print them
