@@ -30,6 +30,7 @@ def serve(options: Options) -> int:
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
+    from granian.log import LogLevels
 
     metrics_dir = None
     if options.prometheus is not None:
@@ -60,7 +61,7 @@ def serve(options: Options) -> int:
         respawn_failed_workers=True,  # a worker killed (OOM, a crash in TensorFlow) is replaced; the others serve on
         http=HTTPModes.http1,  # TF Serving speaks HTTP/1.1 only
         websockets=False,
-        log_level=options.log_level if options.log_level != "warning" else "warn",
+        log_level=LogLevels(options.log_level if options.log_level != "warning" else "warn"),
     )
     try:
         server.serve()

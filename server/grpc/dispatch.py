@@ -46,7 +46,8 @@ class SyncContext:
         self._callbacks: list = []
         self._lock = threading.Lock()
         self.ended = False
-        self.code = self.details = None
+        self.code: grpc.StatusCode | None = None
+        self.details: str | None = None
 
     def time_remaining(self):
         return self._context.time_remaining()

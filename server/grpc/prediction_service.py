@@ -191,7 +191,7 @@ def fill_classifications(out: classification_pb2.ClassificationResult, outputs: 
     """ClassificationResult from "classes" [batch, n] (strings) and/or "scores" [batch, n] (floats)."""
     classes = outputs.get(tf_example.CLASSES)
     scores = outputs.get(tf_example.SCORES)
-    shaped = classes if classes is not None else scores
+    shaped = classes if classes is not None else outputs[tf_example.SCORES]  # checked: one of them is there
     batch, n = shaped.shape
     labels = [[_label(v) for v in row] for row in classes.tolist()] if classes is not None else None
     values = scores.tolist() if scores is not None else None

@@ -101,12 +101,12 @@ class GrpcServer:
     def start(self) -> "GrpcServer":
         logging.getLogger("grpc._common").addFilter(_UNDECODABLE)  # once: a logger keeps one of each filter
         threads = max(1, int(self.options.grpc_max_threads))
-        self._executor = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc")
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-aio", daemon=True)
+        self._executor = executor = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc")
+        self._loop = loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="grpc-aio", daemon=True)
         self._thread.start()
         try:
-            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
+            asyncio.run_coroutine_threadsafe(self._start(executor), loop).result()
         except BaseException:
             self._end_loop()
             raise
@@ -114,13 +114,13 @@ class GrpcServer:
             threading.Thread(target=self._serve_health_when_available, name="grpc-health", daemon=True).start()
         return self
 
-    async def _start(self) -> None:
+    async def _start(self, executor: futures.ThreadPoolExecutor) -> None:
         opts = self.options
         channel_args = [("grpc.max_receive_message_length", INT32_MAX),
                         ("grpc.max_send_message_length", INT32_MAX),
                         *idle_channel_arguments(opts),
                         *parse_channel_arguments(opts.grpc_channel_arguments or "")]
-        server = grpc.aio.server(migration_thread_pool=self._executor, options=channel_args)
+        server = grpc.aio.server(migration_thread_pool=executor, options=channel_args)
         services = Collector()
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionService(self.plane, self.metrics, content=bool(opts.enable_serialization_as_tensor_content)),
@@ -131,7 +131,7 @@ class GrpcServer:
                                  max_seconds=float(getattr(opts, "profiler_max_session_s", 60)))
             log.info("Profiler service is enabled")
         read_timeout = getattr(opts, "grpc_message_read_timeout_s", 60) or None
-        services.register_on(server, self._executor, read_timeout)
+        services.register_on(server, executor, read_timeout)
         if opts.enable_grpc_healthcheck_service:
             self.health = await _add_health(server)
         alts = bool(getattr(opts, "use_alts_credentials", False))
@@ -170,24 +170,34 @@ class GrpcServer:
         if loop is None:
             return
         loop.call_soon_threadsafe(loop.stop)
-        self._thread.join(5)
-        if not self._thread.is_alive():
+        # start() made the executor, then the loop, then its thread: with a loop, both are there.
+        thread, executor = self._thread, self._executor
+        if thread is not None:
+            thread.join(5)
+        if thread is None or not thread.is_alive():
             loop.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
-    def _set_health(self, status) -> None:
+    def _set_health(self, status) -> bool:
+        """Every service's health set to `status`; False (nothing set) once stop() has ended the loop."""
+        loop = self._loop
+        if loop is None:
+            return False
+
         async def set_all():
             for service in ("", *SERVICE_NAMES):
                 await self.health.set(service, status)
-        asyncio.run_coroutine_threadsafe(set_all(), self._loop).result(5)
+        asyncio.run_coroutine_threadsafe(set_all(), loop).result(5)
+        return True
 
     def _serve_health_when_available(self) -> None:
         from grpc_health.v1 import health_pb2
         names = [m.name for m in getattr(self.options, "models", ())]
         while not self._stopping.is_set():
             if all(self._available(name) for name in names):
-                self._set_health(health_pb2.HealthCheckResponse.SERVING)
-                log.info("gRPC health: SERVING")
+                if self._set_health(health_pb2.HealthCheckResponse.SERVING):
+                    log.info("gRPC health: SERVING")
                 return
             self._stopping.wait(0.1)
 

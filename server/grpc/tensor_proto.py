@@ -168,15 +168,15 @@ def _from_content(content: bytes, t: _Type, n: int) -> np.ndarray:
 def _from_field(proto, t: _Type, n: int) -> np.ndarray:
     field = t.field
     if field == "string_val":
-        values = list(proto.string_val)
-        have = len(values)
+        strings = list(proto.string_val)
+        have = len(strings)
         if have >= n:
             out = np.empty(n, object)
-            out[:] = values[:n]
+            out[:] = strings[:n]
             return out
         out = np.empty(n, object)
-        out[:have] = values
-        out[have:] = values[-1] if values else b""
+        out[:have] = strings
+        out[have:] = strings[-1] if strings else b""
         return out
     if field == "float8_val":
         values = np.frombuffer(proto.float8_val, np.uint8)

@@ -111,7 +111,7 @@ def route(method: str, path: str) -> Route | None:
 
 def dispatch(api: RestAPI, method: str, path: str, body: bytes, found: Route) -> bytes:
     """Run what `found` (route(method, path)) names; returns the JSON answer or raises ServingError."""
-    if found.kind == "inference":
+    if found.kind == "inference" and found.verb is not None:  # always a verb (_route_uncached)
         return getattr(api, found.verb)(found.name, _version(found.version), found.label, body)
     if found.kind == "status":
         version = _version(found.version)
@@ -220,7 +220,8 @@ def _read_request(limit: int) -> bytes:
         return request.get_data(cache=False)
     if (request.content_length or 0) > limit:
         raise BodyTooLarge
-    chunks, total = [], 0
+    chunks: list[bytes] = []
+    total = 0
     while True:
         chunk = request.stream.read(min(1 << 16, limit + 1 - total))
         if not chunk:

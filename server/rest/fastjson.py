@@ -32,12 +32,12 @@ _ORD_OPEN, _ORD_CLOSE, _ORD_NUM = _OPEN[0], _CLOSE[0], _NUM[0]
 
 # One translate pass: every number character becomes "0", brackets and commas stay, whitespace is
 # deleted (by translate's second argument) and anything else becomes "x", which rules the text out.
-_SQUEEZE = bytearray(b"x" * 256)
+_squeeze = bytearray(b"x" * 256)
 for _c in NUMBER_CHARS:
-    _SQUEEZE[_c] = _ORD_NUM
+    _squeeze[_c] = _ORD_NUM
 for _c in b"[],":
-    _SQUEEZE[_c] = _c
-_SQUEEZE = bytes(_SQUEEZE)
+    _squeeze[_c] = _c
+_SQUEEZE = bytes(_squeeze)
 # Brackets blanked: what is left is the numbers and the commas between them.
 _BLANK_BRACKETS = bytes.maketrans(b"[]", b"  ")
 

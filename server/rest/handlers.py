@@ -13,6 +13,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 
 from ..dataplane import SIGNATURE_DEF_FIELD, DataPlane, ModelSpec
 from ..errors import SignatureNotFound, invalid_argument
+from ..tf_example import Examples
 from . import predict_request, predict_response, tf_example_json
 
 
@@ -63,7 +64,7 @@ class RestAPI:
         return tf_example_json.encode_regress(self.dataplane.regress(spec, examples, self.timeout_s).outputs)
 
     @staticmethod
-    def _examples_request(name, version, label, body) -> tuple[ModelSpec, list[bytes]]:
+    def _examples_request(name, version, label, body) -> tuple[ModelSpec, Examples]:
         doc = predict_request.parse_json(body)
         signature_name = predict_request.get_signature_name(doc)
         return ModelSpec(name, version, label, signature_name), tf_example_json.decode_examples(doc)

@@ -12,7 +12,7 @@ double; exponents beyond the double range are "Number too big to be stored in do
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import orjson
 
@@ -29,6 +29,7 @@ _NAN, _INF = float("nan"), float("inf")
 # significand, or an integer beyond uint64) or an exponent. Anywhere in the text, strings included.
 RISKY = re.compile(rb"(?:[0-9]\.?){16}|[0-9][eE]")
 _DIGITS = re.compile(rb"[0-9]*")
+_digits_at = cast("Callable[[bytes, int], re.Match[bytes]]", _DIGITS.match)  # matches "": never None
 _TOKEN = re.compile(rb"-?[0-9][0-9.eE+-]*")
 
 
@@ -60,7 +61,7 @@ def read_number(s: bytes, i: int, fail: Callable[[str, int], Any]) -> tuple[Any,
         v = 0
         i += 1
     elif 0x31 <= c <= 0x39:
-        end = _DIGITS.match(s, i).end()
+        end = _digits_at(s, i).end()
         text = s[i:end]
         limit = (1 << 63) if minus else (1 << 64) - 1
         if len(text) <= 19 or int(text[:20]) <= limit:
@@ -115,7 +116,7 @@ def read_number(s: bytes, i: int, fail: Callable[[str, int], Any]) -> tuple[Any,
     exp_frac = 0
     if s[i:i + 1] == b".":
         i += 1
-        end = _DIGITS.match(s, i).end()
+        end = _digits_at(s, i).end()
         if end == i:
             fail(MISS_FRACTION, i)
         frac = s[i:end]
@@ -146,7 +147,7 @@ def read_number(s: bytes, i: int, fail: Callable[[str, int], Any]) -> tuple[Any,
         exp_minus = s[i:i + 1] == b"-"
         if exp_minus or s[i:i + 1] == b"+":
             i += 1
-        end = _DIGITS.match(s, i).end()
+        end = _digits_at(s, i).end()
         if end == i:
             fail(MISS_EXPONENT, i)
         text = s[i:end]

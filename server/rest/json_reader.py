@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Callable, cast
 
 import orjson
 
@@ -47,6 +47,9 @@ _WS = re.compile(rb"[ \t\n\r]*")
 # A string without escapes or control characters, and the run of such bytes inside any string.
 _PLAIN_STRING = re.compile(rb'"([^"\\\x00-\x1f]*)"')
 _STRING_CHUNK = re.compile(rb'[^"\\\x00-\x1f]*')
+# Both patterns match the empty string, so their match() always gives a Match (never None).
+_ws_at = cast("Callable[[bytes, int], re.Match[bytes]]", _WS.match)
+_string_chunk_at = cast("Callable[[bytes, int], re.Match[bytes]]", _STRING_CHUNK.match)
 _NUMBER = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 # Numbers each followed by a comma: every one is exactly what rapidjson's greedy reading takes.
 _NUMBER_RUN = re.compile(rb"(?:" + _NUMBER + rb"[ \t\n\r]*,[ \t\n\r]*)+")
@@ -155,7 +158,7 @@ class _Reader:
 
     def document(self) -> Any:
         s, n = self.s, self.n
-        ws = _WS.match
+        ws = _ws_at
         i = ws(s, self.i).end()
         state = _START
         stack: list = []  # open containers: [container, key or None, state to go back to]
@@ -282,7 +285,7 @@ class _Reader:
         buf = bytearray()
         i += 1
         while True:
-            j = _STRING_CHUNK.match(s, i).end()
+            j = _string_chunk_at(s, i).end()
             buf += s[i:j]
             i = j
             if i >= self.n:

@@ -159,7 +159,7 @@ def _pretty(v: Any, depth: int, out: list) -> None:
             out.append("[" if is_list else "{")
             todo.append("\n" + "    " * depth + ("]" if is_list else "}"))
             inner = "\n" + "    " * (depth + 1)
-            members = list(enumerate(v)) if is_list else list(enumerate(v.items()))
+            members = list(enumerate(v)) if isinstance(v, list) else list(enumerate(v.items()))
             for i, member in reversed(members):
                 todo.append((member, depth + 1) if is_list else (member[1], depth + 1))
                 todo.append(("," if i else "") + inner + ("" if is_list else json_string(member[0]) + ": "))

@@ -15,6 +15,7 @@ import io
 import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .app import BodyTooLarge, error_body
@@ -106,7 +107,7 @@ class RsgiAdapter:
             protocol.response_bytes(400, _JSON, error_body("Invalid Content-Length"))
             return
         length = int(length_text) if length_text else 0
-        refused = self.max_body and length > self.max_body   # the app answers 413 without the body
+        refused = bool(self.max_body) and length > self.max_body   # the app answers 413 without the body
         wanted = (self.max_body or length) + 1 if chunked else (0 if refused else length)
         reserved = 0
         try:
@@ -195,7 +196,7 @@ class RsgiAdapter:
 
     def _call(self, environ: dict):
         """The WSGI app, in a handler thread: (status, headers, body)."""
-        started = []
+        started: list[Any] = []
 
         def start_response(status, headers, exc_info=None):
             started[:] = [status, headers]

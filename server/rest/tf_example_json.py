@@ -134,7 +134,7 @@ def encode_classify(outputs: dict[str, np.ndarray], num_examples: int | None = N
     if num_examples == 0:
         raise invalid_argument("Cannot convert empty ClassificationResults to JSON")
     classes, scores = found.get(CLASSES), found.get(SCORES)
-    num_classes = (classes if classes is not None else scores).shape[1]
+    num_classes = (classes if classes is not None else found[SCORES]).shape[1]  # found has one of them
     labels = ([json_string(x if isinstance(x, (bytes, str)) else str(x)) for x in classes.reshape(-1).tolist()]
               if classes is not None else ['""'] * (num_examples * num_classes))
     if scores is not None:
