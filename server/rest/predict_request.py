@@ -128,11 +128,18 @@ class HeldTensor:
     """A top-level "instances"/"inputs" value that is a dense array of numbers, not yet converted:
     its text, its numbers (orjson's ints and floats, row-major) and its shape."""
 
-    __slots__ = ("key", "text", "values", "shape", "exact")
+    __slots__ = ("key", "text", "values", "shape", "_exact")
 
     def __init__(self, key: str, text: bytes, values: list, shape: tuple[int, ...]):
         self.key, self.text, self.values, self.shape = key, text, values, shape
-        self.exact = fastjson.exact_as_rapidjson(text)  # orjson's values are rapidjson's, bit for bit
+        self._exact: bool | None = None
+
+    @property
+    def exact(self) -> bool:
+        """orjson's values are rapidjson's, bit for bit (a scan of the text: asked only when needed)."""
+        if self._exact is None:
+            self._exact = fastjson.exact_as_rapidjson(self.text)
+        return self._exact
 
     def __repr__(self) -> str:
         return f"HeldTensor({self.key!r}, shape={self.shape})"
@@ -221,7 +228,12 @@ def _held_array(doc: dict, held: HeldTensor, signature: Signature) -> np.ndarray
     values = np.fromiter(held.values, np.float64, len(held.values))
     if not (values.max() <= limit and values.min() >= -limit):
         return None
-    if not held.exact and (spec.dtype == types_pb2.DT_DOUBLE or not fastjson.same_float32(values)):
-        return None  # rapidjson's reading of some number may differ from orjson's: the exact reader
+    # rapidjson's reading of some number may differ from orjson's: then the exact reader. For float32
+    # inputs the cheap check comes first: doubles that round to the same float32 either way.
+    if spec.dtype == types_pb2.DT_DOUBLE:
+        if not held.exact:
+            return None
+    elif not fastjson.same_float32(values) and not held.exact:
+        return None
     # Row format with one input: the instances list is the batch; columnar: "inputs" is the tensor.
     return values.astype(spec.np_dtype, copy=False).reshape(held.shape)
