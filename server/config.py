@@ -25,6 +25,47 @@ class ConfigError(ServingError):
         super().__init__("INVALID_ARGUMENT", message)
 
 
+class StartError(ConfigError):
+    """A config that tensorflow_model_server refuses in Server::BuildAndStart: main.cc prints
+    "Failed to start server. Error: <CODE>: <message>" on stdout and exits 255 (cli.main does the same)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+    @classmethod
+    def wrap(cls, exc: ConfigError) -> "StartError":
+        return exc if isinstance(exc, StartError) else cls(exc.code, exc.message)
+
+
+# The one log collector this server has (TF Serving's open-source build registers none).
+COLLECTOR_TYPE = "tfrecord"
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """A model's LoggingConfig as the logger needs it (`config`: the serialized LoggingConfig)."""
+    sampling_rate: float
+    filename_prefix: str
+    config: bytes
+
+
+def check_logging_config(model_name: str, config) -> LogSettings:
+    """A ModelConfig.logging_config (tensorflow.serving.LoggingConfig) checked (request_log.py writes the
+    records); raises StartError as tensorflow_model_server, whose build registers no collector."""
+    kind = config.log_collector_config.type
+    if kind != COLLECTOR_TYPE:
+        raise StartError("NOT_FOUND", f"Cannot find LogCollector::Factory for type: {kind}")
+    prefix = config.log_collector_config.filename_prefix
+    if not prefix:
+        raise StartError("INVALID_ARGUMENT", f"Model {model_name}: log_collector_config of type "
+                                             f"{COLLECTOR_TYPE} needs a filename_prefix")
+    rate = config.sampling_config.sampling_rate
+    if not 0.0 <= rate <= 1.0:
+        raise StartError("INVALID_ARGUMENT", f"Model {model_name}: sampling_rate must be in [0, 1], got {rate}")
+    return LogSettings(rate, prefix, config.SerializeToString(deterministic=True))
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     """One model of the config, validated and in plain Python."""
@@ -35,7 +76,7 @@ class ModelSettings:
     num_versions: int = 1                   # for "latest"
     versions: frozenset[int] = frozenset()  # for "specific"
     labels: dict[str, int] = field(default_factory=dict)
-    logging: object = None                  # request_log.LogSettings when the model has a logging_config
+    logging: LogSettings | None = None      # when the model has a logging_config
 
     def select(self, available: set[int]) -> set[int]:
         """The versions this policy wants served, out of those found on disk."""
@@ -144,7 +185,6 @@ def _model_settings(model, check_paths: bool) -> ModelSettings:
                               f"specific version policy {sorted(versions)} never serves")
     logging = None
     if model.HasField("logging_config"):
-        from .request_log import check_logging_config
         logging = check_logging_config(name, model.logging_config)
     return ModelSettings(name=name, base_path=model.base_path, policy=kind,
                          num_versions=num_versions, versions=versions, labels=labels, logging=logging)

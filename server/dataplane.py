@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Protocol, Sequence, Union
 
 import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
@@ -27,9 +27,6 @@ from .errors import ServingError, invalid_argument
 from .signatures import DEFAULT_SIGNATURE, Signature
 from .validation import validate_inputs
 
-if TYPE_CHECKING:
-    from .request_log import RequestLog
-
 SIGNATURE_DEF_FIELD = "signature_def"  # the one metadata field TF Serving serves
 
 Tensors = Mapping[str, np.ndarray]
@@ -39,6 +36,15 @@ Inputs = Union[Tensors, Callable[[Signature], Tensors]]
 
 
 DEFAULT_MAX_ELEMENTS = 1 << 26  # --max_request_elements
+
+
+class RequestLog(Protocol):
+    """What the core asks of the request log (request_log.RequestLog), kept apart from it."""
+
+    def sample(self, name: str) -> Any: ...
+
+    def submit(self, kind: str, settings: Any, name: str, version: int | None, signature_name: str,
+               inputs: Any, outputs: Any, output_filter: Sequence[str] = (), status: str = "") -> None: ...
 
 
 @dataclass(frozen=True)

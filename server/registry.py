@@ -17,20 +17,7 @@ from typing import Callable
 from google.protobuf import descriptor_pool as descriptor_pool_mod
 from google.protobuf import message_factory, text_format
 
-from .config import ConfigError
-
-
-class StartError(ConfigError):
-    """A config that tensorflow_model_server refuses in Server::BuildAndStart: main.cc prints
-    "Failed to start server. Error: <CODE>: <message>" on stdout and exits 255 (cli.main does the same)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-
-    @classmethod
-    def wrap(cls, exc: ConfigError) -> "StartError":
-        return exc if isinstance(exc, StartError) else cls(exc.code, exc.message)
+from .config import ConfigError, StartError  # noqa: F401 - StartError: registry's errors, defined in config
 
 
 class RegistryError(StartError):

@@ -28,37 +28,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .config import LogSettings
+
 log = logging.getLogger("server.request_log")
 
-COLLECTOR_TYPE = "tfrecord"
 STATUS_FIELD = 1000          # the failed request's status in the record: outside TF Serving's message
 QUEUE_SIZE = 4096            # records waiting for the writer; more are dropped and counted
 FILE_BYTES = 64 << 20        # a file past this size is closed and the next one started
 MAX_FILES = 16               # files kept per prefix and process; the oldest are deleted
-
-
-@dataclass(frozen=True)
-class LogSettings:
-    """A model's LoggingConfig as the logger needs it (`config`: the serialized LoggingConfig)."""
-    sampling_rate: float
-    filename_prefix: str
-    config: bytes
-
-
-def check_logging_config(model_name: str, config) -> LogSettings:
-    """A ModelConfig.logging_config (tensorflow.serving.LoggingConfig) checked; raises registry.StartError."""
-    from .registry import StartError
-    kind = config.log_collector_config.type
-    if kind != COLLECTOR_TYPE:
-        raise StartError("NOT_FOUND", f"Cannot find LogCollector::Factory for type: {kind}")
-    prefix = config.log_collector_config.filename_prefix
-    if not prefix:
-        raise StartError("INVALID_ARGUMENT", f"Model {model_name}: log_collector_config of type "
-                                             f"{COLLECTOR_TYPE} needs a filename_prefix")
-    rate = config.sampling_config.sampling_rate
-    if not 0.0 <= rate <= 1.0:
-        raise StartError("INVALID_ARGUMENT", f"Model {model_name}: sampling_rate must be in [0, 1], got {rate}")
-    return LogSettings(rate, prefix, config.SerializeToString(deterministic=True))
 
 
 @dataclass

@@ -9,8 +9,7 @@ import requests
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc
 
-from server import request_log
-from server.config import ModelSettings
+from server.config import ModelSettings, check_logging_config
 from server.request_log import LogSettings, RequestLog, record_status
 
 from .serverproc import ServerProcess
@@ -135,7 +134,7 @@ def settings(tmp_path, rate=1.0) -> LogSettings:
     config.log_collector_config.type = "tfrecord"
     config.log_collector_config.filename_prefix = str(tmp_path / "m")
     config.sampling_config.sampling_rate = rate
-    return request_log.check_logging_config("m", config)
+    return check_logging_config("m", config)
 
 
 def model(tmp_path, rate=1.0) -> ModelSettings:
@@ -205,9 +204,9 @@ def test_a_bad_sampling_rate_or_prefix_is_refused(tmp_path):
     config = logging_config_pb2.LoggingConfig()
     config.log_collector_config.type = "tfrecord"
     with pytest.raises(StartError, match="filename_prefix"):
-        request_log.check_logging_config("m", config)
+        check_logging_config("m", config)
     config.log_collector_config.filename_prefix = "/tmp/x"
     config.sampling_config.sampling_rate = 1.5
     with pytest.raises(StartError, match="sampling_rate"):
-        request_log.check_logging_config("m", config)
+        check_logging_config("m", config)
     assert record_status(b"") == "OK"   # an empty record is a PredictionLog without a status
