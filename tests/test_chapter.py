@@ -55,6 +55,9 @@ def test_serving_page_length_and_voice():
     chapter = "".join(rst(p) for p in CHAPTER)
     assert len(chapter) <= 50_000, len(chapter)
     assert women_per_10k(chapter) >= 5, women_per_10k(chapter)
+    # full-width parentheticals: at most half the 45 per 10,000 characters these pages had (the handbook: about 20)
+    parentheticals = chapter.count("（") / len(chapter) * 10_000
+    assert parentheticals <= 22.5, parentheticals
 
 
 def test_quick_start_comes_first_and_the_first_prediction_early():
