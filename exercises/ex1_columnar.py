@@ -1,8 +1,8 @@
 """习题 1：把客户端改为列格式（columnar format）。
 
-client.py 用行格式发送请求：{"instances": [图像1, 图像2, ...]}，回答是 {"predictions": [...]}。
-请把下面的 build_request 改为列格式 {"inputs": ...}，并让 read_predictions 读出列格式的回答
-（回答中的键不再是 predictions）。改完后运行检查：
+client.py 用行格式发送请求：{"instances": [图像1, 图像2, ...]}，响应是 {"predictions": [...]}。
+请把下面的 build_request 改为列格式 {"inputs": ...}，并让 read_predictions 读出列格式的响应
+（响应中的键不再是 predictions）。改完后运行检查：
     python -m pytest -m exercise exercises/test_ex1_columnar.py
 """
 import json
@@ -18,7 +18,7 @@ def build_request(images, signature_name="call"):
 
 
 def read_predictions(answer):
-    # TODO: 列格式的回答里，预测结果放在哪个键下？
+    # TODO: 列格式的响应里，预测结果放在哪个键下？
     return np.array(answer["predictions"])
 
 

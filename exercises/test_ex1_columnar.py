@@ -1,4 +1,4 @@
-"""习题 1 的检查：客户端用列格式（"inputs"）发送请求，并读出列格式的回答（"outputs"）。"""
+"""习题 1 的检查：客户端用列格式（"inputs"）发送请求，并读出列格式的响应（"outputs"）。"""
 import json
 
 import numpy as np
@@ -20,15 +20,15 @@ def test_ex1_columnar(load_exercise, request):
     assert body.get("signature_name") == "call", '请求里要保留 "signature_name": "call"'
     json.dumps(body)  # 必须能转成 JSON
 
-    # 先在本地检查 read_predictions：列格式的回答是 {"outputs": ...}
+    # 先在本地检查 read_predictions：列格式的响应是 {"outputs": ...}
     fake = np.arange(20, dtype=np.float64).reshape(2, 10) / 100
     try:
         read = call(ex.read_predictions, {"outputs": fake.tolist()})
     except KeyError as error:
-        pytest.fail(f'read_predictions 找不到键 {error}：列格式的回答是 {{"outputs": [...]}}，不再有 "predictions"',
+        pytest.fail(f'read_predictions 找不到键 {error}：列格式的响应是 {{"outputs": [...]}}，不再有 "predictions"',
                     pytrace=False)
     assert np.allclose(np.asarray(read, dtype=np.float64), fake), (
-        'read_predictions 没有读出列格式的回答：列格式的回答是 {"outputs": [...]}，不再有 "predictions"')
+        'read_predictions 没有读出列格式的响应：列格式的响应是 {"outputs": [...]}，不再有 "predictions"')
 
     # 再向真正的服务器发请求，与本地模型的输出比较
     mnist, server = request.getfixturevalue("mnist"), request.getfixturevalue("server")

@@ -44,8 +44,8 @@ def test_ex2_hot_update(load_exercise, request, tmp_path):
         pytest.fail("predict_version(..., 99, ...) 没有出错：服务器没有版本 99，说明请求地址里没有带上 /versions/<版本号>",
                     pytrace=False)
 
-    # 不指定版本时，服务器已经改用版本 2 回答，而且服务器进程没有重启
+    # 不指定版本时，服务器已经改用版本 2 响应，而且服务器进程没有重启
     answer = requests.post(f"{server.url}/v1/models/MLP_hot:predict", timeout=30,
                            data=json.dumps({"signature_name": "call", "instances": mnist.images.tolist()})).json()
-    assert np.allclose(answer["predictions"], mnist.v2, atol=1e-4), f"默认版本的回答不是版本 2 的输出：{answer}"
+    assert np.allclose(answer["predictions"], mnist.v2, atol=1e-4), f"默认版本的响应不是版本 2 的输出：{answer}"
     assert server.process.proc.poll() is None and server.process.proc.pid == pid, "服务器进程不应重启"

@@ -9,7 +9,7 @@ def tensor(name, dtype, sizes):
             "tensor_shape": {"dim": [{"size": str(size), "name": ""} for size in sizes], "unknown_rank": False}}
 
 
-# 一个虚构模型的元数据，格式与服务器的回答相同：签名 pair 有两个输入
+# 一个虚构模型的元数据，格式与服务器的响应相同：签名 pair 有两个输入
 FAKE_METADATA = {
     "model_spec": {"name": "fake", "signature_name": "", "version": "7"},
     "metadata": {"signature_def": {"signature_def": {

@@ -40,7 +40,7 @@ def test_ex4_second_signature(load_exercise, request, tmp_path):
     server.wait_available("MLP_two", "2")
     answer = requests.post(f"{server.url}/v1/models/MLP_two/versions/2:predict", timeout=30,
                            data=json.dumps({"signature_name": "predict_digit", "instances": images.tolist()}))
-    assert answer.status_code == 200 and answer.json()["predictions"] == expected, f"服务器的回答不对：{answer.text[:300]}"
+    assert answer.status_code == 200 and answer.json()["predictions"] == expected, f"服务器的响应不对：{answer.text[:300]}"
     try:
         got = call(ex.predict_digits, server.url, "MLP_two", images)
     except requests.HTTPError as error:

@@ -1,4 +1,4 @@
-"""习题 5 的检查：regress 与 classify 的请求体用 "examples"，half_plus_two 回答 0.5 * x + 2。"""
+"""习题 5 的检查：regress 与 classify 的请求体用 "examples"，half_plus_two 返回 0.5 * x + 2。"""
 import json
 
 import numpy as np

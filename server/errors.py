@@ -6,7 +6,7 @@ the REST layer turns the code into an HTTP status and the message into `{"error"
 """
 
 # TF Serving's mapping of canonical status codes to HTTP statuses
-# (model_servers/http_rest_api_handler.cc: ToHTTPStatusCode).
+# (model_servers/http_server.cc: ToHTTPStatusCode).
 HTTP_STATUS = {
     "OK": 200,
     "CANCELLED": 499,

@@ -143,8 +143,8 @@ FLAGS: tuple[Flag, ...] = (
          "is never run). Past it: 504 DEADLINE_EXCEEDED.", metavar="MS"),
     Flag("rest_api_enable_cors_support", _bool, False,
          "Add TF Serving's CORS headers (Access-Control-Allow-Origin: *) to "
-         "every REST answer, so that a web page from another origin can call the API, and answer OPTIONS "
-         "preflight requests as TF Serving does."),
+         "every REST response, so that a web page from another origin can call the API. OPTIONS preflight "
+         "requests are answered with or without it, as TF Serving does; it only adds the headers."),
     # -- models
     Flag("model_name", str, "default",
          "Name of the model, as in /v1/models/NAME (ignored with --model_config_file).", metavar="NAME"),

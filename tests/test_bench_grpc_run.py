@@ -63,7 +63,7 @@ def test_numbers_the_chapter_quotes_are_the_recorded_run():
     recorded = ROOT / "docs" / "_static" / "bench"
     rows = {row["scenario"]: row for row in json.loads((recorded / "grpc.json").read_text())["rows"]}
     one, hundred = rows["1 image, 32 conns"], rows["100 images, 8 conns"]
-    text = "".join(line.strip() for line in (ROOT / "docs" / "serving.rst").read_text(encoding="utf-8").splitlines())
+    text = "".join(line.strip() for line in (ROOT / "docs" / "benchmarks.rst").read_text(encoding="utf-8").splitlines())
     g100, r100 = hundred["grpc"]["rps"], hundred["rest"]["rps"]
     for phrase in (f"gRPC 每秒约 {g100:,.0f} 个请求，是 REST（约 {r100:,.0f} 个）的 {g100 / r100:.1f} 倍",
                    f"gRPC 每秒约 {one['grpc']['rps']:,.0f} 个，只有 REST（约 {one['rest']['rps']:,.0f} 个）",

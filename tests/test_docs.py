@@ -78,8 +78,8 @@ def built_html(tmp_path_factory):
 
 
 def test_docs_build_with_warnings_as_errors(built_html):
-    for page in ["index", "serving", "rest_api", "troubleshooting", "platforms", "changes_2026", "scaling",
-                 "server_internals"]:
+    for page in ["index", "serving", "rest_api", "exercises", "troubleshooting", "platforms", "repo_server", "flags",
+                 "changes_2026", "scale_out", "benchmarks", "openapi", "server_internals"]:
         assert (built_html / f"{page}.html").is_file(), page
     html = (built_html / "serving.html").read_text(encoding="utf-8")
     assert 'lang="zh-CN"' in html
@@ -139,8 +139,8 @@ def test_flag_table_names_real_server_flags():
     from server.flags import NOT_HONOURED
 
     help_text = (OUTPUTS / "server_help.txt").read_text(encoding="utf-8")
-    chapter = (DOCS / "serving.rst").read_text(encoding="utf-8")
-    table = chapter.split(".. _serving_flags:")[1].split(".. _serving_call:")[0]
+    page = (DOCS / "flags.rst").read_text(encoding="utf-8")  # the common flags' table, first on the flags page
+    table = page.split(".. _zh_hans_flags_common:")[1].split("\n全部参数\n")[0]
     rows = re.findall(r"^\s+\* - ``(--\w+)``\n\s+- (.*(?:\n\s{8}\S.*)*)", table, flags=re.M)
     assert len(rows) >= 12
     for flag, meaning in rows:
@@ -275,7 +275,7 @@ def test_recorded_pictures_are_shown(built_html):
 
 
 def test_error_table_full_queue_is_503_unavailable():
-    table = (DOCS / "rest_api.rst").read_text(encoding="utf-8").split(".. _rest_errors:")[1]
+    table = (DOCS / "rest_api.rst").read_text(encoding="utf-8").split(".. _zh_hans_rest_errors:")[1]
     rows = re.findall(r"^\s+\* - (.+)\n\s+- (\d+(?: / \d+)?)\n\s+-(.*)$", table, flags=re.M)
     by_code = {code.strip(): example for code, _, example in rows}
     assert "批处理队列已满" in by_code["``UNAVAILABLE``"]
@@ -287,18 +287,24 @@ def test_error_table_full_queue_is_503_unavailable():
 def test_chapter_voice():
     """HTTP responses are 响应 (returned: 返回), never 回答; no "说 ... 的 REST API" calque; the reader is 你."""
     text = "".join(p.read_text(encoding="utf-8") for p in DOCS.glob("*.rst"))
-    # written apart from the chapter's text: the benchmark section of scaling.rst (from the benchmark's own
-    # recording) and the reference pages on the flags, on more than one machine and on the OpenAPI description
-    apart = {"scaling.rst", "flags.rst", "beyond_one_machine.rst", "openapi.rst"}
-    chapter = "".join(p.read_text(encoding="utf-8") for p in DOCS.glob("*.rst") if p.name not in apart)
-    assert "回答" not in chapter
+    assert "回答" not in text  # every page, the appendix included
     assert not re.search(r"说(同样|的是|相同)[^。]*API", text)
     assert text.count("我们") >= 10 and text.count("你") >= 20
     assert "非常接近" not in text
 
 
+def test_no_response_is_called_an_answer_in_the_built_pages(built_html):
+    """Included files (code, recorded outputs) land in the pages too: 回答 appears in none of them."""
+    pages = sorted(built_html.glob("*.html"))
+    assert len(pages) >= 13
+    found = [p.name for p in pages if "回答" in p.read_text(encoding="utf-8")]
+    assert not found, found
+
+
 def test_every_toctree_page_exists_and_every_page_is_listed():
-    index = (DOCS / "index.rst").read_text(encoding="utf-8")
-    listed = re.findall(r"^   (\w+)$", index, flags=re.M)
+    # index.rst: the chapter proper, then the appendix repo_server.rst, whose own toctree lists its pages
+    listed = [name for page in ("index", "repo_server")
+              for name in re.findall(r"^   (\w+)$", (DOCS / f"{page}.rst").read_text(encoding="utf-8"), flags=re.M)]
+    assert len(listed) == len(set(listed)), listed
     pages = sorted(p.stem for p in DOCS.glob("*.rst") if p.stem != "index")
     assert sorted(listed) == pages

@@ -1,4 +1,4 @@
-"""The benchmark numbers the chapter quotes (docs/scaling.rst) are those of the recorded run it shows
+"""The benchmark numbers the chapter quotes (docs/benchmarks.rst) are those of the recorded run it shows
 (docs/_static/bench/results.csv, copied from `make bench`), not typed by hand."""
 import csv
 import pathlib
@@ -48,7 +48,7 @@ def expected_phrases(m) -> list[str]:
         f"一个工作进程的服务器约 {one100:,.0f} 个（{one100 / ks100:.0f} 倍、{one100 / bm100:.0f} 倍）",
         f"本仓库的服务器约 {cpu('server', S32):.2f} 秒，KServe 约 {cpu('kserve', S32):.2f} 秒，"
         f"BentoML 约 {cpu('bentoml', S32):.2f} 秒",
-        f"启动到可以回答请求，本仓库的服务器约 {start('server', S32):.0f} 秒（两个工作进程约 "
+        f"启动到可以响应请求，本仓库的服务器约 {start('server', S32):.0f} 秒（两个工作进程约 "
         f"{start('server x2', S32):.0f} 秒），KServe 约 {start('kserve', S32):.0f} 秒，"
         f"BentoML 约 {start('bentoml', S32):.0f} 秒",
         f"峰值内存一个工作进程约 {rss('server'):,.0f} MiB，两个约 {rss('server x2'):,.0f} MiB，"
@@ -63,7 +63,7 @@ def expected_phrases(m) -> list[str]:
 
 
 def test_quoted_numbers_come_from_the_recorded_run():
-    text = (DOCS / "scaling.rst").read_text(encoding="utf-8")
+    text = (DOCS / "benchmarks.rst").read_text(encoding="utf-8")
     flat = "".join(line.strip() for line in text.splitlines())
     missing = [phrase for phrase in expected_phrases(measured()) if phrase not in flat]
     assert not missing, "\n".join(missing)

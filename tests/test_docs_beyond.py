@@ -1,4 +1,4 @@
-"""The numbers docs/beyond_one_machine.rst quotes are those of the recorded multi-node Ray run it shows
+"""The numbers docs/scale_out.rst quotes are those of the recorded multi-node Ray run it shows
 (docs/_static/ray/results.json, written by `python -m tests.ray_scenario --out docs/_static/ray`)."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pathlib
 import re
 
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
-PAGE = DOCS / "beyond_one_machine.rst"
+PAGE = DOCS / "scale_out.rst"
 RESULTS = DOCS / "_static" / "ray" / "results.json"
 
 # substitution name in the page -> where its value is in results.json

@@ -361,6 +361,19 @@ def test_preflight_is_answered_as_tf_serving_does(manager, client):
     assert client.options("/healthz").status_code == 404
 
 
+@pytest.mark.parametrize("origin, status", [("http://localhost:8000", 200), ("https://a.example", 200),
+                                            ("null", 400), ("", 400), ("localhost:8000", 400),
+                                            # RE2::PartialMatch: the scheme may stand anywhere in the header
+                                            (" http://localhost:8000", 200), ("x-https://y", 200)])
+def test_preflight_origin_is_a_partial_match_with_or_without_the_flag(manager, client, origin, status):
+    # http_server.cc answers OPTIONS before the CORS flag is looked at; the flag only adds the headers.
+    cors = create_app(RestAPI(DataPlane(manager)), cors=True).test_client()
+    headers = {"Origin": origin} if origin else {}
+    for c, expected_headers in ((client, []), (cors, CORS)):
+        r = c.options("/v1/models/half_plus_two:predict", headers=headers)
+        assert (r.status_code, r.data, cors_headers(r)) == (status, b"", expected_headers), origin
+
+
 # -- --rest_api_timeout_in_ms bounds the wait for a batch -------------------------------------
 
 def test_rest_timeout_is_each_requests_time_limit_for_the_batcher(manager):

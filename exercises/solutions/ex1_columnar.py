@@ -1,8 +1,8 @@
 """习题 1 的参考答案：把客户端改为列格式（columnar format）。
 
-client.py 用行格式发送请求：{"instances": [图像1, 图像2, ...]}，回答是 {"predictions": [...]}。
-请把下面的 build_request 改为列格式 {"inputs": ...}，并让 read_predictions 读出列格式的回答
-（回答中的键不再是 predictions）。改完后运行检查：
+client.py 用行格式发送请求：{"instances": [图像1, 图像2, ...]}，响应是 {"predictions": [...]}。
+请把下面的 build_request 改为列格式 {"inputs": ...}，并让 read_predictions 读出列格式的响应
+（响应中的键不再是 predictions）。改完后运行检查：
     python -m pytest -m exercise exercises/test_ex1_columnar.py
 """
 import json
@@ -18,7 +18,7 @@ def build_request(images, signature_name="call"):
 
 
 def read_predictions(answer):
-    # 列格式的回答是 {"outputs": ...}；签名只有一个输出时，outputs 就是这个输出的整个张量
+    # 列格式的响应是 {"outputs": ...}；签名只有一个输出时，outputs 就是这个输出的整个张量
     return np.array(answer["outputs"])
 
 

@@ -151,8 +151,10 @@ class Responder:
         if found is None:
             return 404, error_body(f"Not found: {method} {path}"), (("Content-Type", _JSON),)
         if found is _PREFLIGHT:
-            # TF Serving answers a preflight with no body: 200 when it names an http(s) origin.
-            return (200 if _ORIGIN.match(origin) else 400), b"", self._preflight_headers
+            # TF Serving answers a preflight with no body, with or without --rest_api_enable_cors_support
+            # (the flag only adds the headers): 200 when the Origin header holds "http://" or "https://"
+            # anywhere (http_server.cc: RE2::PartialMatch), else 400.
+            return (200 if _ORIGIN.search(origin) else 400), b"", self._preflight_headers
         started = time.perf_counter() if metrics is not None else 0.0
         try:
             answer = dispatch(self.api, method, path, read_body(), found)

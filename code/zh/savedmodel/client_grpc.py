@@ -22,7 +22,7 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=8500)
     parser.add_argument("--model_name", default="MLP")
     parser.add_argument("--signature_name", default="call")
-    parser.add_argument("--timeout", type=float, default=30, help="等待服务器回答的最长秒数")
+    parser.add_argument("--timeout", type=float, default=30, help="等待服务器响应的最长秒数")
     args = parser.parse_args(argv)
     address = "%s:%d" % (args.host, args.port)
 
@@ -41,7 +41,7 @@ def main(argv=None):
             if e.code() == grpc.StatusCode.UNAVAILABLE:
                 print("无法连接到 %s，请先启动服务器。" % address, file=sys.stderr)
             elif e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                print("服务器在 %g 秒内没有回答：%s" % (args.timeout, address), file=sys.stderr)
+                print("服务器在 %g 秒内没有响应：%s" % (args.timeout, address), file=sys.stderr)
             else:  # TensorFlow Serving 出错时返回状态码和一句说明
                 print("服务器返回错误（%s）：%s" % (e.code().name, e.details()), file=sys.stderr)
             return 1
