@@ -261,8 +261,9 @@ FLAGS: tuple[Flag, ...] = (
          "before it is read. Memory: one worker holds at most about 0.7 GiB (TensorFlow and a small model) + "
          "--rest_api_max_buffered_bytes + --rest_api_num_threads x max(36 x this, 240 B x "
          "--max_request_elements) (measured: a JSON body costs up to 36 times its size while parsed, an "
-         "element up to 240 bytes until answered); with the defaults 0.7 + 0.06 + 1 x 0.56 GiB, within the "
-         "2 GiB that deploy/kubernetes gives a pod.", metavar="N", shown="16777216 = 16 MiB", own=True),
+         "element up to 240 bytes until answered), + 0.12 GiB with one thread (bodies of at most 1 MiB "
+         "then run on the event loop beside it); with the defaults 0.7 + 0.06 + 1 x 0.56 + 0.12 GiB, within "
+         "the 2 GiB that deploy/kubernetes gives a pod.", metavar="N", shown="16777216 = 16 MiB", own=True),
     Flag("max_request_elements", _non_negative_int, 1 << 20,
          "Most tensor elements one predict request may send, over all its inputs, and most examples one "
          "classify/regress request may send (0 = no limit). More is answered 400 INVALID_ARGUMENT before the "

@@ -24,6 +24,10 @@ log = logging.getLogger("server.rest")
 
 _JSON = [("content-type", "application/json"), ("connection", "close")]
 
+# With one request thread, bodies longer than this run in a thread of their own, not on the event loop
+# (a single image is a few KB, 100 images about 0.5 MB; a request of the most elements allowed, MBs).
+LARGE_BODY = 1 << 20
+
 
 class ByteBudget:
     """At most `capacity` bytes held at once by the requests of one event loop (0 = no bound).
@@ -83,8 +87,11 @@ class RsgiAdapter:
         self.responder = getattr(wsgi_app, "responder", None)   # rest.app.ServingApp's shortcut, if on
         # One thread: the app runs on the event loop's own thread (no hand-over to another thread and
         # back, measured faster; the loop then waits, as that one thread would, while granian's own
-        # threads keep reading other requests). More: a pool of that many.
+        # threads keep reading other requests), except a body over LARGE_BODY bytes, which runs in one
+        # thread of its own: a request that parses for a second does not hold up the small ones.
+        # More threads: a pool of that many runs every request.
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="rest") if threads > 1 else None
+        self.large = ThreadPoolExecutor(1, thread_name_prefix="rest-large") if threads == 1 else None
         self.body_timeout_s = body_timeout_s or None
         self.max_body = max_body
         self.budget = ByteBudget(max_buffered)
@@ -94,8 +101,9 @@ class RsgiAdapter:
         self.loop = loop
 
     def __rsgi_del__(self, loop) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self.pool, self.large):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
     async def __rsgi__(self, scope, protocol) -> None:
         if scope.proto != "http":      # no websockets here
@@ -127,11 +135,12 @@ class RsgiAdapter:
             self.budget.give(reserved)
             raise
         try:
-            if self.pool is None:
+            pool = self.pool if self.pool is not None else self.large if len(body) > LARGE_BODY else None
+            if pool is None:
                 status, out_headers, payload = self._run(scope, headers, body, length_text, chunked, refused)
             else:
                 status, out_headers, payload = await self.loop.run_in_executor(
-                    self.pool, self._run, scope, headers, body, length_text, chunked, refused)
+                    pool, self._run, scope, headers, body, length_text, chunked, refused)
         finally:
             self.budget.give(reserved)
         if refused or chunked and len(body) > (self.max_body or len(body)):
