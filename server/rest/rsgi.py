@@ -33,19 +33,22 @@ class ByteBudget:
     """At most `capacity` bytes held at once by the requests of one event loop (0 = no bound).
 
     A request asks for its body's size (the body limit when the size is unknown) and waits, in arrival
-    order, until that much is free; one larger than the whole budget is given all of it alone.
+    order, until that much is free; one larger than the whole budget is given all of it alone. A small
+    one (at most `small` bytes) that fits in what is free goes ahead of the waiting line: a status GET or
+    a single image is not held behind bodies of many MB (those wait for each other, as before).
     """
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, small: int = 0):
         self.capacity = capacity
         self.free = capacity
+        self.small = small
         self._waiting: list[tuple[int, asyncio.Future]] = []
 
     async def take(self, size: int) -> int:
         if not self.capacity:
             return 0
         size = min(size, self.capacity)
-        if not self._waiting and size <= self.free:
+        if size <= self.free and (not self._waiting or size <= self.small):
             self.free -= size
             return size
         future = asyncio.get_running_loop().create_future()
@@ -94,7 +97,7 @@ class RsgiAdapter:
         self.large = ThreadPoolExecutor(1, thread_name_prefix="rest-large") if threads == 1 else None
         self.body_timeout_s = body_timeout_s or None
         self.max_body = max_body
-        self.budget = ByteBudget(max_buffered)
+        self.budget = ByteBudget(max_buffered, small=LARGE_BODY)
         self.server_port = str(server_port)
 
     def __rsgi_init__(self, loop) -> None:
