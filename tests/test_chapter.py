@@ -60,6 +60,41 @@ def test_serving_page_length_and_voice():
     assert parentheticals <= 22.5, parentheticals
 
 
+def parentheticals_per_10k(text: str) -> float:
+    return text.count("（") / len(text) * 10_000
+
+
+# The appendix's full-width parentheticals per 10,000 characters before its voice pass (counted as above):
+# repo_server 12.1, flags 53.2, server_internals 60.0, openapi 69.0, benchmarks 72.5, scale_out 46.5,
+# changes_2026 44.7; all pages together 55.2 (259 in 46,930 characters).
+APPENDIX_PARENTHETICALS_BEFORE = {"repo_server": 12.1, "flags": 53.2, "server_internals": 60.0, "openapi": 69.0,
+                                  "benchmarks": 72.5, "scale_out": 46.5, "changes_2026": 44.7}
+
+
+def test_appendix_parentheticals_at_most_half_of_before():
+    assert set(APPENDIX_PARENTHETICALS_BEFORE) == set(APPENDIX) | {"repo_server"}
+    for page, before in APPENDIX_PARENTHETICALS_BEFORE.items():
+        text = rst(page)
+        assert text.count("（") == text.count("）"), page  # a rewrite left no half-open parenthetical
+        assert parentheticals_per_10k(text) <= before / 2, (page, parentheticals_per_10k(text), before)
+    appendix = "".join(rst(p) for p in APPENDIX_PARENTHETICALS_BEFORE)
+    assert parentheticals_per_10k(appendix) <= 55.2 / 2, parentheticals_per_10k(appendix)
+    # the parentheticals became sentences, not half-width parentheses or dashes
+    assert len(re.findall(r"[\u4e00-\u9fff] ?\([^)]*[\u4e00-\u9fff]", appendix)) <= 3
+    assert appendix.count("——") <= 3
+    for phrase in ("目标达到", "记账尽量少"):
+        assert phrase not in appendix, phrase
+
+
+def test_scale_out_has_one_kubernetes_section():
+    text = rst("scale_out")
+    headings = re.findall(r"^(.+)\n[-^~=]{4,}$", text, flags=re.M)
+    assert [h for h in headings if "Kubernetes" in h and "KServe" not in h and "Ray" not in h] == \
+        ["Kubernetes：Deployment、Service 与 HPA"], headings
+    k8s = text.split(".. _zh_hans_beyond_k8s:")[1].split(".. _zh_hans_beyond_kserve:")[0]
+    assert "image: tensorflow/serving" in k8s and "deploy/Dockerfile" in k8s  # both images in the one section
+
+
 def test_quick_start_comes_first_and_the_first_prediction_early():
     text = rst("serving")
     quick = text.index(".. _zh_hans_serving_quickstart:")
