@@ -1,6 +1,6 @@
 """Request logging: each model's `logging_config` (TF Serving's config/logging_config.proto) honoured.
 
-A sampled predict/classify/regress request is written with its response as a `PredictionLog`
+A sampled predict/classify/regress/multi_inference request is written with its response as a `PredictionLog`
 (apis/prediction_log.proto: request, response, `log_metadata` with the model spec, the sampling config and
 the saved-model tags) into TFRecord files whose names start with the collector's `filename_prefix`.
 TF Serving's open-source build registers no log collector; here the collector type "tfrecord" is one,
@@ -40,15 +40,16 @@ MAX_FILES = 16               # files kept per prefix and process; the oldest are
 
 @dataclass
 class _Item:
-    kind: str                 # "predict", "classify", "regress"
+    kind: str                 # "predict", "classify", "regress", "multi_inference"
     settings: LogSettings
     name: str
     version: int | None
     signature_name: str
     inputs: Any               # predict: {key: array}; classify/regress: (serialized examples, context or None);
                               # None when not read
-    outputs: dict | None      # None for a failed request
+    outputs: Any              # {key: array}; multi_inference: [outputs per task]; None for a failed request
     output_filter: tuple = ()
+    tasks: tuple = ()         # multi_inference: ((method_name, signature_name), ...) as the request listed them
     status: str = ""          # "CODE: message" for a failed request
     time_s: float = 0.0
 
@@ -137,9 +138,9 @@ class RequestLog:
         return None
 
     def submit(self, kind: str, settings: LogSettings, name: str, version: int | None, signature_name: str,
-               inputs, outputs, output_filter=(), status: str = "") -> None:
+               inputs, outputs, output_filter=(), status: str = "", tasks=()) -> None:
         item = _Item(kind, settings, name, version, signature_name, inputs, outputs, tuple(output_filter),
-                     status, time.time())
+                     tuple(tasks), status, time.time())
         try:
             self._queue.put_nowait(item)
         except queue.Full:
@@ -242,6 +243,8 @@ def build_record(item: _Item, saved_model_tags=("serve",)) -> bytes:
         _predict(entry.predict_log, item)
     elif item.kind == "classify":
         _classify(entry.classify_log, item)
+    elif item.kind == "multi_inference":
+        _multi_inference(entry.multi_inference_log, item)
     else:
         _regress(entry.regress_log, item)
     data = entry.SerializeToString()
@@ -272,15 +275,19 @@ def _predict(out, item: _Item) -> None:
 
 def _examples(request, item: _Item) -> None:
     """The request's Input as the client sent it: an ExampleList, or an ExampleListWithContext."""
-    from tensorflow.core.example import example_pb2
     _model_spec(request.model_spec, item)
+    _input(request.input, item)
+
+
+def _input(out, item: _Item) -> None:
+    from tensorflow.core.example import example_pb2
     serialized, context = item.inputs if isinstance(item.inputs, tuple) else ((), None)
     if context is not None:
-        listed = request.input.example_list_with_context
+        listed = out.example_list_with_context
         listed.context.ParseFromString(context)
         examples = listed.examples
     else:
-        examples = request.input.example_list.examples
+        examples = out.example_list.examples
     for one in serialized:
         examples.append(example_pb2.Example.FromString(bytes(one)))
 
@@ -299,6 +306,34 @@ def _regress(out, item: _Item) -> None:
     if item.outputs is not None:
         _model_spec(out.response.model_spec, item)
         fill_regressions(out.response.result, item.outputs)
+
+
+def _multi_inference(out, item: _Item) -> None:
+    """One record for the whole request, as TF Serving's MultiInferenceLog: its tasks, its one Input, and
+    one result per task (classification or regression) when it succeeded."""
+    from .grpc.prediction_service import fill_classifications, fill_regressions
+    from .tf_example import CLASSIFY_METHOD
+    request = out.request
+    for method, signature_name in item.tasks:
+        task = request.tasks.add()
+        task.model_spec.name = item.name
+        if item.version is not None:
+            task.model_spec.version.value = item.version
+        task.model_spec.signature_name = signature_name
+        task.method_name = method
+    _input(request.input, item)
+    if item.outputs is None:
+        return
+    for (method, signature_name), outputs in zip(item.tasks, item.outputs):
+        result = out.response.results.add()
+        result.model_spec.name = item.name
+        if item.version is not None:
+            result.model_spec.version.value = item.version
+        result.model_spec.signature_name = signature_name
+        if method == CLASSIFY_METHOD:
+            fill_classifications(result.classification_result, outputs)
+        else:
+            fill_regressions(result.regression_result, outputs)
 
 
 def _status_field(status: str) -> bytes:
