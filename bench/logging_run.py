@@ -141,13 +141,14 @@ def main(argv=None) -> int:
              f"Model: {model_desc}. {args.rounds} rounds of one {args.seconds:g} s window per server (the order "
              f"rotating), ratio = rate / rate of `off` in the same round, median shown; {elapsed:.0f} s in all.",
              "",
-             "| logging | req/s | ratio to off | cost | goal | CPU s / 1000 req | errors | answered | records written |",
+             "| logging | req/s | ratio to off | cost | goal | CPU s / 1000 req | errors | answered "
+             "| records written |",
              "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
     for row in rows:
         goal = "" if row["goal_cost"] is None else (
             f"≤ {row['goal_cost']:.0%}: {'met' if row['goal_met'] else 'NOT met'}")
-        records = "" if row["records_written"] is None else (
-            f"{row['records_written']:,}" + (f" (+{row['records_dropped']:,} dropped)" if row["records_dropped"] else ""))
+        dropped = f" (+{row['records_dropped']:,} dropped)" if row["records_dropped"] else ""
+        records = "" if row["records_written"] is None else f"{row['records_written']:,}{dropped}"
         lines.append(f"| {row['system']} | {row['rps']:,.1f} | {row['ratio']:.3f} | {row['cost']:.1%} | {goal} "
                      f"| {row['cpu_s_per_1000']:.2f} | {row['errors']} | {row['answered']:,} | {records} |")
     lines += ["", "`answered`: requests wrk saw answered (warm-up included); a window's end can leave a few "

@@ -8,7 +8,8 @@ request and response body sizes in bytes, and for REST the method and path. No r
 Every value goes through `json.dumps` with `ensure_ascii`: a newline, a quote or any other character a
 client puts in a path or a model name comes out escaped, so one request is always exactly one line.
 Each line is one `os.write` to a file opened for appending, so the lines of several worker processes
-never mix. The hooks are `wrap_wsgi` (REST) and `wrap_grpc` (gRPC); the core tells the hooks
+never mix. The hooks are `wrap_wsgi` (REST: the WSGI app, and the responder rest/rsgi.py calls directly for
+inference POSTs, which learns the client's address from `note_client`) and `wrap_grpc` (gRPC); the core tells the hooks
 which version and signature answered through `note` (a thread-local: a request runs in one thread).
 """
 from __future__ import annotations
@@ -107,7 +108,41 @@ def wrap_wsgi(app, access: AccessLog | None = None):
         finally:
             _safely(write_rest, access, environ, seen, time.perf_counter() - started)
         return body
+    inner = getattr(app, "responder", None)
+    if inner is not None:   # rest.app.ServingApp's shortcut for inference POSTs (rest/rsgi.py calls it), logged too
+        logged.responder = _logged_responder(inner, access)   # type: ignore[attr-defined]
     return logged
+
+
+def note_client(client: str) -> None:
+    """The client address ("host:port") of this thread's request, for a request that reaches the responder
+    without a WSGI environ (rest/rsgi.py's shortcut)."""
+    _local.client = client
+
+
+def _logged_responder(inner, access: AccessLog):
+    def responder(method: str, path: str, read_body, *args):
+        started = time.perf_counter()
+        _local.answer = None
+        read = [0]
+
+        def counted() -> bytes:
+            body = read_body()
+            read[0] = len(body)
+            return body
+        status, sent = 500, []
+        try:
+            status, payload, headers = inner(method, path, counted, *args)
+            sent = [*headers, ("Content-Length", str(len(payload)))]
+            return status, payload, headers
+        finally:
+            client = getattr(_local, "client", "") or ""
+            environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "REMOTE_ADDR": client.rsplit(":", 1)[0],
+                       "CONTENT_LENGTH": str(read[0])}
+            _safely(write_rest, access, environ, {"status": str(status), "headers": sent},
+                    time.perf_counter() - started)
+    responder.max_body = getattr(inner, "max_body", 0)   # type: ignore[attr-defined]
+    return responder
 
 
 def write_rest(access: AccessLog, environ, seen: dict, seconds: float) -> None:

@@ -19,6 +19,7 @@ record's field 1000 (a string "CODE: message"), which TF Serving's readers skip 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -36,6 +37,7 @@ STATUS_FIELD = 1000          # the failed request's status in the record: outsid
 QUEUE_SIZE = 4096            # records waiting for the writer; more are dropped and counted
 FILE_BYTES = 64 << 20        # a file past this size is closed and the next one started
 MAX_FILES = 16               # files kept per prefix and process; the oldest are deleted
+WRITE_INTERVAL_S = 0.05      # the writer's pause between batches (records are on disk this long after)
 
 
 @dataclass
@@ -101,8 +103,9 @@ class RequestLog:
     logged, else None; then `submit(...)` queues it."""
 
     def __init__(self, models=(), saved_model_tags=("serve",), metrics=None, queue_size: int = QUEUE_SIZE,
-                 file_bytes: int = FILE_BYTES, max_files: int = MAX_FILES):
+                 file_bytes: int = FILE_BYTES, max_files: int = MAX_FILES, interval_s: float = WRITE_INTERVAL_S):
         self._tags = tuple(saved_model_tags)
+        self._interval_s = interval_s
         self._metrics = metrics
         self._file_bytes, self._max_files = file_bytes, max_files
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -159,16 +162,27 @@ class RequestLog:
                 self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
+        # In batches: whatever is queued is written and the files flushed once, then the writer sleeps a
+        # moment while records gather, so that requests neither wake it nor wait for a flush one by one.
+        stop = False
+        while not stop:
+            items = [self._queue.get()]
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for item in items:
+                if item is None:
+                    stop = True
+                else:
+                    self._write(item)
+            for files in self._files.values():
+                self._safely(files.flush)
+            for _ in items:
                 self._queue.task_done()
-                break
-            self._write(item)
-            if self._queue.empty():
-                for files in self._files.values():
-                    self._safely(files.flush)
-            self._queue.task_done()
+            if not stop:
+                time.sleep(self._interval_s)
         for files in self._files.values():
             self._safely(files.close)
 
@@ -230,13 +244,11 @@ class RequestLog:
 def build_record(item: _Item, saved_model_tags=("serve",)) -> bytes:
     """The serialized PredictionLog of one logged request (with its status field when it failed)."""
     from tensorflow_serving.apis import prediction_log_pb2
-    from tensorflow_serving.config import logging_config_pb2
 
     entry = prediction_log_pb2.PredictionLog()
     meta = entry.log_metadata
     _model_spec(meta.model_spec, item)
-    config = logging_config_pb2.LoggingConfig.FromString(item.settings.config)
-    meta.sampling_config.CopyFrom(config.sampling_config)
+    meta.sampling_config.CopyFrom(_sampling_config(item.settings.config))
     meta.saved_model_tags.extend(saved_model_tags)
     meta.timestamp_secs = int(item.time_s)
     if item.kind == "predict":
@@ -251,6 +263,12 @@ def build_record(item: _Item, saved_model_tags=("serve",)) -> bytes:
     if item.status:
         data += _status_field(item.status)
     return data
+
+
+@functools.lru_cache(maxsize=64)
+def _sampling_config(config: bytes):
+    from tensorflow_serving.config import logging_config_pb2
+    return logging_config_pb2.LoggingConfig.FromString(config).sampling_config
 
 
 def _model_spec(out, item: _Item) -> None:
