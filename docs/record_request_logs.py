@@ -9,7 +9,7 @@ What runs (offline; the chapter's MLP is trained first unless --model_base_path 
   5. a server without logging serves version 1; the copy is published as version 2, and the server's line
      about its warm-up is recorded (warmup_log.txt).
 Files go to docs/_outputs/request_logs/ (or --out DIR); temporary paths are written as the reader's
-(/tmp/request_logs, /home/.../code/zh/savedmodel/...). tests/test_docs_request_logs.py records again into
+(/tmp/request_logs, /tmp/MLP_2, /home/.../code/zh/savedmodel/...). tests/test_docs_request_logs.py records again into
 a temporary folder and compares.
 """
 from __future__ import annotations
@@ -75,7 +75,7 @@ def record(out: pathlib.Path, model_base_path: pathlib.Path | None = None) -> li
         staged = work / "version_2"
         shutil.copytree(base / "1", staged)
         made = _run([py, "-m", "server.make_warmup", "--version_dir", str(staged), str(logs / "MLP")], ROOT)
-        made = made.replace(str(staged), f"{reader_base}/2")
+        made = made.replace(str(staged), "/tmp/MLP_2")
         (out / "make_warmup.txt").write_text(readers(made), encoding="utf-8")
         config.write_text(f'model_config_list {{ config {{ name: "MLP" base_path: "{base}" '
                           'model_platform: "tensorflow" }}')
