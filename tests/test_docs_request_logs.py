@@ -26,7 +26,7 @@ def test_recorded_outputs_match_a_fresh_run(tmp_path, mlp_run):
             fresh, recorded = digits_masked(fresh), digits_masked(recorded)
         assert fresh == recorded, name
     # REST and gRPC each sent one request: two records, and the warm-up replayed both.
-    assert "共 2 条记录" in recorded
+    assert "共 2 条记录" in (OUT / "read_request_log.txt").read_text()
     assert "Number of warmup records read: 2." in (OUT / "warmup_log.txt").read_text()
 
 
