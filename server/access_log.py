@@ -14,6 +14,7 @@ which version and signature answered through `note` (a thread-local: a request r
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ log = logging.getLogger("server.access_log")
 
 _local = threading.local()
 _installed: "AccessLog | None" = None
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))   # one encoder, not one per line
 
 
 def note(name: str, version: int, signature_name: str) -> None:
@@ -50,7 +52,7 @@ class AccessLog:
             self._own = True
 
     def write(self, entry: dict) -> None:
-        line = json.dumps(entry, ensure_ascii=True, separators=(",", ":")) + "\n"
+        line = _ENCODER.encode(entry) + "\n"
         try:
             os.write(self._fd, line.encode("ascii"))
         except OSError as exc:   # a full disk never fails a request
@@ -71,7 +73,13 @@ def install(path: str) -> AccessLog | None:
 
 def _now() -> str:
     t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+    second = int(t)
+    if second != _second[0]:      # the date and time to the second, formatted once a second
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{int(t * 1000) % 1000:03d}Z"
+
+
+_second: list = [None, ""]
 
 
 # -- REST -------------------------------------------------------------------------------------
@@ -79,6 +87,7 @@ def _now() -> str:
 _PATH = re.compile(r"^/v1/models/([^/:]*)(?:/versions/[^/:]*|/labels/[^/:]*)?(?:/(metadata))?(?::(\w+))?$")
 
 
+@functools.lru_cache(maxsize=256)
 def _rest_api(method: str, path: str) -> tuple[str | None, str | None]:
     """(API, model name) a REST path names, as far as it can be read."""
     m = _PATH.match(path)
