@@ -8,8 +8,9 @@ What runs (offline; the chapter's MLP is trained first unless --model_base_path 
   4. `python -m server.make_warmup` on them, into a copy of version 1 (make_warmup.txt);
   5. a server without logging serves version 1; the copy is published as version 2, and the server's line
      about its warm-up is recorded (warmup_log.txt).
-Files go to docs/_outputs/request_logs/ (or --out DIR); temporary paths are written as the reader's
-(/tmp/request_logs, /tmp/MLP_2, /home/.../code/zh/savedmodel/...). tests/test_docs_request_logs.py records again into
+Files go to docs/_outputs_request_logs/ (or --out DIR; beside docs/_outputs/, which docs/record_outputs.py
+writes); temporary paths are written as the reader's (/tmp/request_logs, /tmp/MLP_2,
+/home/.../code/zh/savedmodel/...). tests/test_docs_request_logs.py records again into
 a temporary folder and compares.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ if str(ROOT) not in sys.path:
 from docs.record_outputs import READER_SAVEDMODEL, SAVEDMODEL, _run  # noqa: E402
 from tests.serverproc import ServerProcess  # noqa: E402
 
-OUT = ROOT / "docs" / "_outputs" / "request_logs"
+OUT = ROOT / "docs" / "_outputs_request_logs"
 READER_LOGS = "/tmp/request_logs"
 
 CONFIG = """model_config_list {

@@ -33,6 +33,6 @@ def test_recorded_outputs_match_a_fresh_run(tmp_path, mlp_run):
 def test_the_page_shows_every_recorded_output_and_the_script():
     text = PAGE.read_text(encoding="utf-8")
     for name in sorted(p.name for p in OUT.iterdir()):
-        assert f".. literalinclude:: _outputs/request_logs/{name}" in text, name
+        assert f".. literalinclude:: _outputs_request_logs/{name}" in text, name
     assert ".. literalinclude:: ../code/zh/savedmodel/read_request_log.py" in text
     assert len(text) <= 4000 and "回答" not in text
