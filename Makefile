@@ -130,6 +130,7 @@ $(PEER_ENVS)/%/.installed-requirements: bench/requirements-%.txt $(STAMP)
 bench: setup wrk h2load peers
 	$(PY) -m bench
 	$(PY) -m bench.grpc_run
+	$(PY) -m bench.logging_run
 
 # Long fuzzing: >= 100,000 bodies read by rapidjson and by this server (scripts/fuzz_json.py), then the
 # REST API (>= 10,000 requests from docs/openapi.yaml, then the hypothesis properties).

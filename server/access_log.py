@@ -8,11 +8,13 @@ request and response body sizes in bytes, and for REST the method and path. No r
 Every value goes through `json.dumps` with `ensure_ascii`: a newline, a quote or any other character a
 client puts in a path or a model name comes out escaped, so one request is always exactly one line.
 Each line is one `os.write` to a file opened for appending, so the lines of several worker processes
-never mix. The hooks are `wrap_wsgi` (REST) and `wrap_grpc` (gRPC); the core tells the hooks
+never mix. The hooks are `wrap_wsgi` (REST: the WSGI app, and the responder rest/rsgi.py calls directly for
+inference POSTs, which learns the client's address from `note_client`) and `wrap_grpc` (gRPC); the core tells the hooks
 which version and signature answered through `note` (a thread-local: a request runs in one thread).
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -24,6 +26,7 @@ log = logging.getLogger("server.access_log")
 
 _local = threading.local()
 _installed: "AccessLog | None" = None
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))   # one encoder, not one per line
 
 
 def note(name: str, version: int, signature_name: str) -> None:
@@ -49,7 +52,7 @@ class AccessLog:
             self._own = True
 
     def write(self, entry: dict) -> None:
-        line = json.dumps(entry, ensure_ascii=True, separators=(",", ":")) + "\n"
+        line = _ENCODER.encode(entry) + "\n"
         try:
             os.write(self._fd, line.encode("ascii"))
         except OSError as exc:   # a full disk never fails a request
@@ -70,7 +73,13 @@ def install(path: str) -> AccessLog | None:
 
 def _now() -> str:
     t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+    second = int(t)
+    if second != _second[0]:      # the date and time to the second, formatted once a second
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{int(t * 1000) % 1000:03d}Z"
+
+
+_second: list = [None, ""]
 
 
 # -- REST -------------------------------------------------------------------------------------
@@ -78,6 +87,7 @@ def _now() -> str:
 _PATH = re.compile(r"^/v1/models/([^/:]*)(?:/versions/[^/:]*|/labels/[^/:]*)?(?:/(metadata))?(?::(\w+))?$")
 
 
+@functools.lru_cache(maxsize=256)
 def _rest_api(method: str, path: str) -> tuple[str | None, str | None]:
     """(API, model name) a REST path names, as far as it can be read."""
     m = _PATH.match(path)
@@ -107,7 +117,41 @@ def wrap_wsgi(app, access: AccessLog | None = None):
         finally:
             _safely(write_rest, access, environ, seen, time.perf_counter() - started)
         return body
+    inner = getattr(app, "responder", None)
+    if inner is not None:   # rest.app.ServingApp's shortcut for inference POSTs (rest/rsgi.py calls it), logged too
+        logged.responder = _logged_responder(inner, access)   # type: ignore[attr-defined]
     return logged
+
+
+def note_client(client: str) -> None:
+    """The client address ("host:port") of this thread's request, for a request that reaches the responder
+    without a WSGI environ (rest/rsgi.py's shortcut)."""
+    _local.client = client
+
+
+def _logged_responder(inner, access: AccessLog):
+    def responder(method: str, path: str, read_body, *args):
+        started = time.perf_counter()
+        _local.answer = None
+        read = [0]
+
+        def counted() -> bytes:
+            body = read_body()
+            read[0] = len(body)
+            return body
+        status, sent = 500, []
+        try:
+            status, payload, headers = inner(method, path, counted, *args)
+            sent = [*headers, ("Content-Length", str(len(payload)))]
+            return status, payload, headers
+        finally:
+            client = getattr(_local, "client", "") or ""
+            environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "REMOTE_ADDR": client.rsplit(":", 1)[0],
+                       "CONTENT_LENGTH": str(read[0])}
+            _safely(write_rest, access, environ, {"status": str(status), "headers": sent},
+                    time.perf_counter() - started)
+    responder.max_body = getattr(inner, "max_body", 0)   # type: ignore[attr-defined]
+    return responder
 
 
 def write_rest(access: AccessLog, environ, seen: dict, seconds: float) -> None:

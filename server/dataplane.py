@@ -44,7 +44,8 @@ class RequestLog(Protocol):
     def sample(self, name: str) -> Any: ...
 
     def submit(self, kind: str, settings: Any, name: str, version: int | None, signature_name: str,
-               inputs: Any, outputs: Any, output_filter: Sequence[str] = (), status: str = "") -> None: ...
+               inputs: Any, outputs: Any, output_filter: Sequence[str] = (), status: str = "",
+               tasks: Sequence[tuple[str, str]] = ()) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,41 @@ class DataPlane:
             version = servable.version
         return Result(spec.name, version, signature_name, check_outputs(outputs, len(examples)),
                       signature.method_name)
+
+    def multi_inference(self, name: str, version: int | None, tasks: Sequence[tuple[str, str]],
+                        examples: Sequence[bytes], timeout_s: float | None = None) -> list[Result]:
+        """Classify/regress tasks ((method_name, signature_name), ...) of one model version over one Input,
+        checked by the front end beforehand (grpc/prediction_service.multi_inference). The request log gets
+        one record for the request (a MultiInferenceLog, as TF Serving logs it), not one per task."""
+        def run() -> list[Result]:
+            results = []
+            for method, signature_name in tasks:
+                spec = ModelSpec(name, version=version, signature_name=signature_name)
+                if method == tf_example.CLASSIFY_METHOD:
+                    results.append(self._examples(spec, examples, method, tf_example.check_classify_signature,
+                                                  tf_example.check_classify_outputs, timeout_s))
+                else:
+                    results.append(self._examples(spec, examples, method, tf_example.check_regress_signature,
+                                                  tf_example.check_regress_outputs, timeout_s))
+            return results
+        request_log = self.request_log
+        if request_log is None or (settings := request_log.sample(name)) is None:
+            results = run()
+        else:
+            named = [(method, signature_name or DEFAULT_SIGNATURE) for method, signature_name in tasks]
+            try:
+                results = run()
+            except Exception as exc:
+                code = exc.code if isinstance(exc, ServingError) else "INTERNAL"
+                message = exc.message if isinstance(exc, ServingError) else f"{type(exc).__name__}: {exc}"
+                request_log.submit("multi_inference", settings, name, version, "", _read_examples(examples), None,
+                                   status=f"{code}: {message}", tasks=named)
+                raise
+            request_log.submit("multi_inference", settings, name, results[0].version if results else version, "",
+                               _read_examples(examples), [r.outputs for r in results], tasks=named)
+        if results:
+            _answered(results[0])
+        return results
 
     # -- status, metadata, config ----------------------------------------------------------
     def model_status(self, spec: ModelSpec) -> get_model_status_pb2.GetModelStatusResponse:

@@ -1,6 +1,6 @@
 """Request logging: each model's `logging_config` (TF Serving's config/logging_config.proto) honoured.
 
-A sampled predict/classify/regress request is written with its response as a `PredictionLog`
+A sampled predict/classify/regress/multi_inference request is written with its response as a `PredictionLog`
 (apis/prediction_log.proto: request, response, `log_metadata` with the model spec, the sampling config and
 the saved-model tags) into TFRecord files whose names start with the collector's `filename_prefix`.
 TF Serving's open-source build registers no log collector; here the collector type "tfrecord" is one,
@@ -19,6 +19,7 @@ record's field 1000 (a string "CODE: message"), which TF Serving's readers skip 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -36,19 +37,21 @@ STATUS_FIELD = 1000          # the failed request's status in the record: outsid
 QUEUE_SIZE = 4096            # records waiting for the writer; more are dropped and counted
 FILE_BYTES = 64 << 20        # a file past this size is closed and the next one started
 MAX_FILES = 16               # files kept per prefix and process; the oldest are deleted
+WRITE_INTERVAL_S = 0.05      # the writer's pause between batches (records are on disk this long after)
 
 
 @dataclass
 class _Item:
-    kind: str                 # "predict", "classify", "regress"
+    kind: str                 # "predict", "classify", "regress", "multi_inference"
     settings: LogSettings
     name: str
     version: int | None
     signature_name: str
     inputs: Any               # predict: {key: array}; classify/regress: (serialized examples, context or None);
                               # None when not read
-    outputs: dict | None      # None for a failed request
+    outputs: Any              # {key: array}; multi_inference: [outputs per task]; None for a failed request
     output_filter: tuple = ()
+    tasks: tuple = ()         # multi_inference: ((method_name, signature_name), ...) as the request listed them
     status: str = ""          # "CODE: message" for a failed request
     time_s: float = 0.0
 
@@ -100,8 +103,9 @@ class RequestLog:
     logged, else None; then `submit(...)` queues it."""
 
     def __init__(self, models=(), saved_model_tags=("serve",), metrics=None, queue_size: int = QUEUE_SIZE,
-                 file_bytes: int = FILE_BYTES, max_files: int = MAX_FILES):
+                 file_bytes: int = FILE_BYTES, max_files: int = MAX_FILES, interval_s: float = WRITE_INTERVAL_S):
         self._tags = tuple(saved_model_tags)
+        self._interval_s = interval_s
         self._metrics = metrics
         self._file_bytes, self._max_files = file_bytes, max_files
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -137,9 +141,9 @@ class RequestLog:
         return None
 
     def submit(self, kind: str, settings: LogSettings, name: str, version: int | None, signature_name: str,
-               inputs, outputs, output_filter=(), status: str = "") -> None:
+               inputs, outputs, output_filter=(), status: str = "", tasks=()) -> None:
         item = _Item(kind, settings, name, version, signature_name, inputs, outputs, tuple(output_filter),
-                     status, time.time())
+                     tuple(tasks), status, time.time())
         try:
             self._queue.put_nowait(item)
         except queue.Full:
@@ -158,16 +162,27 @@ class RequestLog:
                 self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
+        # In batches: whatever is queued is written and the files flushed once, then the writer sleeps a
+        # moment while records gather, so that requests neither wake it nor wait for a flush one by one.
+        stop = False
+        while not stop:
+            items = [self._queue.get()]
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for item in items:
+                if item is None:
+                    stop = True
+                else:
+                    self._write(item)
+            for files in self._files.values():
+                self._safely(files.flush)
+            for _ in items:
                 self._queue.task_done()
-                break
-            self._write(item)
-            if self._queue.empty():
-                for files in self._files.values():
-                    self._safely(files.flush)
-            self._queue.task_done()
+            if not stop:
+                time.sleep(self._interval_s)
         for files in self._files.values():
             self._safely(files.close)
 
@@ -229,25 +244,31 @@ class RequestLog:
 def build_record(item: _Item, saved_model_tags=("serve",)) -> bytes:
     """The serialized PredictionLog of one logged request (with its status field when it failed)."""
     from tensorflow_serving.apis import prediction_log_pb2
-    from tensorflow_serving.config import logging_config_pb2
 
     entry = prediction_log_pb2.PredictionLog()
     meta = entry.log_metadata
     _model_spec(meta.model_spec, item)
-    config = logging_config_pb2.LoggingConfig.FromString(item.settings.config)
-    meta.sampling_config.CopyFrom(config.sampling_config)
+    meta.sampling_config.CopyFrom(_sampling_config(item.settings.config))
     meta.saved_model_tags.extend(saved_model_tags)
     meta.timestamp_secs = int(item.time_s)
     if item.kind == "predict":
         _predict(entry.predict_log, item)
     elif item.kind == "classify":
         _classify(entry.classify_log, item)
+    elif item.kind == "multi_inference":
+        _multi_inference(entry.multi_inference_log, item)
     else:
         _regress(entry.regress_log, item)
     data = entry.SerializeToString()
     if item.status:
         data += _status_field(item.status)
     return data
+
+
+@functools.lru_cache(maxsize=64)
+def _sampling_config(config: bytes):
+    from tensorflow_serving.config import logging_config_pb2
+    return logging_config_pb2.LoggingConfig.FromString(config).sampling_config
 
 
 def _model_spec(out, item: _Item) -> None:
@@ -272,15 +293,19 @@ def _predict(out, item: _Item) -> None:
 
 def _examples(request, item: _Item) -> None:
     """The request's Input as the client sent it: an ExampleList, or an ExampleListWithContext."""
-    from tensorflow.core.example import example_pb2
     _model_spec(request.model_spec, item)
+    _input(request.input, item)
+
+
+def _input(out, item: _Item) -> None:
+    from tensorflow.core.example import example_pb2
     serialized, context = item.inputs if isinstance(item.inputs, tuple) else ((), None)
     if context is not None:
-        listed = request.input.example_list_with_context
+        listed = out.example_list_with_context
         listed.context.ParseFromString(context)
         examples = listed.examples
     else:
-        examples = request.input.example_list.examples
+        examples = out.example_list.examples
     for one in serialized:
         examples.append(example_pb2.Example.FromString(bytes(one)))
 
@@ -299,6 +324,34 @@ def _regress(out, item: _Item) -> None:
     if item.outputs is not None:
         _model_spec(out.response.model_spec, item)
         fill_regressions(out.response.result, item.outputs)
+
+
+def _multi_inference(out, item: _Item) -> None:
+    """One record for the whole request, as TF Serving's MultiInferenceLog: its tasks, its one Input, and
+    one result per task (classification or regression) when it succeeded."""
+    from .grpc.prediction_service import fill_classifications, fill_regressions
+    from .tf_example import CLASSIFY_METHOD
+    request = out.request
+    for method, signature_name in item.tasks:
+        task = request.tasks.add()
+        task.model_spec.name = item.name
+        if item.version is not None:
+            task.model_spec.version.value = item.version
+        task.model_spec.signature_name = signature_name
+        task.method_name = method
+    _input(request.input, item)
+    if item.outputs is None:
+        return
+    for (method, signature_name), outputs in zip(item.tasks, item.outputs):
+        result = out.response.results.add()
+        result.model_spec.name = item.name
+        if item.version is not None:
+            result.model_spec.version.value = item.version
+        result.model_spec.signature_name = signature_name
+        if method == CLASSIFY_METHOD:
+            fill_classifications(result.classification_result, outputs)
+        else:
+            fill_regressions(result.regression_result, outputs)
 
 
 def _status_field(status: str) -> bytes:

@@ -3,7 +3,10 @@
 TF Serving's format (servables/tensorflow/saved_model_warmup_util.cc): the file
 `<version>/assets.extra/tf_serving_warmup_requests` is a TFRecord of `PredictionLog` protos.
 Each record is replayed `num_request_iterations` times (default 1), at most 1000 records are
-allowed, and any failure fails the load of that version. No file: nothing to do.
+allowed, and any failure fails the load of that version. No file: nothing to do. Predict, classify,
+regress and multi_inference records are replayed (a multi_inference record runs each of its tasks);
+the request's model name and version are not read (except that multi_inference's tasks must name one
+model, as TF Serving checks).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from .errors import ServingError
 from .signatures import DEFAULT_SIGNATURE
-from .tf_example import serialize_input
+from .tf_example import CLASSIFY_METHOD, REGRESS_METHOD, serialize_input
 
 log = logging.getLogger("server.lifecycle")
 
@@ -48,13 +51,14 @@ def run_warmup(servable, num_request_iterations: int = 1, batcher_for=None) -> i
         except Exception:  # protobuf's DecodeError
             raise ServingError("INVALID_ARGUMENT",
                                f"Failed to parse warmup record {count} from {path}") from None
-        signature, inputs = _request(servable, entry)
-        batcher = batcher_for(servable, signature) if batcher_for is not None else None
+        runs = _request(servable, entry)
+        batchers = [batcher_for(servable, signature) if batcher_for is not None else None for signature, _ in runs]
         for _ in range(num_request_iterations):
-            if batcher is not None:
-                batcher(inputs)
-            else:
-                servable.run(signature, inputs)
+            for (signature, inputs), batcher in zip(runs, batchers):
+                if batcher is not None:
+                    batcher(inputs)
+                else:
+                    servable.run(signature, inputs)
     log.info("Finished reading warmup data for model at %s. Number of warmup records read: %d.",
              path, count)
     return count
@@ -69,8 +73,8 @@ def _records(path: str):
                                         "TFRecord format.") from None
 
 
-def _request(servable, entry: prediction_log_pb2.PredictionLog):
-    """The (signature, inputs) a PredictionLog asks for."""
+def _request(servable, entry: prediction_log_pb2.PredictionLog) -> list:
+    """The runs [(signature, inputs), ...] a PredictionLog asks for: one, or one per multi_inference task."""
     kind = entry.WhichOneof("log_type")
     if kind == "predict_log":
         request = entry.predict_log.request
@@ -82,14 +86,47 @@ def _request(servable, entry: prediction_log_pb2.PredictionLog):
                                    f"warm-up request: signature {signature.name} does not have "
                                    f"named input: {key}")
             inputs[key] = tf.make_ndarray(tensor)
-        return signature, inputs
+        return [(signature, inputs)]
     if kind in ("classify_log", "regress_log"):
         request = getattr(entry, kind).request
-        signature = servable.get_signature(request.model_spec.signature_name or DEFAULT_SIGNATURE)
-        if len(signature.inputs) != 1:
-            raise ServingError("INVALID_ARGUMENT",
-                               f"warm-up {kind}: signature {signature.name} must have exactly "
-                               "one input for serialized examples")
-        key = next(iter(signature.inputs))
-        return signature, {key: np.array(serialize_input(request.input).merged(), dtype=object)}
+        return [_examples_run(servable, request.model_spec.signature_name, request.input, kind)]
+    if kind == "multi_inference_log":
+        return _multi_inference(servable, entry.multi_inference_log.request)
     raise ServingError("UNIMPLEMENTED", f"Unsupported log_type for warmup: {kind}")
+
+
+def _examples_run(servable, signature_name: str, input_proto, what: str):
+    signature = servable.get_signature(signature_name or DEFAULT_SIGNATURE)
+    if len(signature.inputs) != 1:
+        raise ServingError("INVALID_ARGUMENT",
+                           f"warm-up {what}: signature {signature.name} must have exactly "
+                           "one input for serialized examples")
+    key = next(iter(signature.inputs))
+    return signature, {key: np.array(serialize_input(input_proto).merged(), dtype=object)}
+
+
+def _multi_inference(servable, request) -> list:
+    """A MultiInferenceRequest's tasks, with TF Serving's checks (multi_inference.cc): every task names the
+    same, non-empty model, no signature twice, classify or regress only."""
+    model_name = ""
+    seen: set[str] = set()
+    runs = []
+    for task in request.tasks:
+        name = task.model_spec.name
+        if not name:
+            raise ServingError("INVALID_ARGUMENT", "Found ModelSpec with an empty model name.")
+        if model_name and name != model_name:
+            raise ServingError("INVALID_ARGUMENT",
+                               "All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+        model_name = name
+        signature_name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+        if signature_name in seen:
+            raise ServingError("INVALID_ARGUMENT", f"Duplicate evaluation of signature: {signature_name}")
+        seen.add(signature_name)
+        if signature_name not in servable.signatures:
+            raise ServingError("INVALID_ARGUMENT",
+                               f"Requested signature not found in model graph: {signature_name}")
+        if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
+            raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
+        runs.append(_examples_run(servable, signature_name, request.input, "multi_inference_log"))
+    return runs

@@ -185,3 +185,40 @@ def test_failed_warmup_fails_the_load_and_keeps_the_old_version(tmp_path, testda
         assert 'Serving signature key "nope" not found.' in bad.status.error_message
     finally:
         m.stop()
+
+
+def multi_log(*tasks, name="m"):
+    from tensorflow_serving.apis import inference_pb2
+    request = inference_pb2.MultiInferenceRequest()
+    request.input.example_list.examples.append(example(20.0))
+    for signature, method in tasks:
+        task = request.tasks.add(method_name=method)
+        task.model_spec.name = name
+        task.model_spec.signature_name = signature
+    return prediction_log_pb2.PredictionLog(multi_inference_log=prediction_log_pb2.MultiInferenceLog(request=request))
+
+
+def test_multi_inference_records_run_each_task(version_dir):
+    write_warmup(version_dir, [multi_log(("classify_x_to_y", "tensorflow/serving/classify"),
+                                         ("regress_x_to_y", "tensorflow/serving/regress"))])
+    s = Recorder(load_servable("m", 1, str(version_dir)))
+    assert run_warmup(s) == 1
+    assert [(r[0], r[2][k].ravel().tolist()) for r, k in zip(s.runs, ("scores", "outputs"))] == [
+        ("classify_x_to_y", [12.0]), ("regress_x_to_y", [12.0])]
+
+
+@pytest.mark.parametrize("log, code, message", [
+    (multi_log(("regress_x_to_y", "tensorflow/serving/regress"), name=""), "INVALID_ARGUMENT",
+     "Found ModelSpec with an empty model name."),
+    (multi_log(("regress_x_to_y", "tensorflow/serving/regress"), ("regress_x_to_y", "tensorflow/serving/regress")),
+     "INVALID_ARGUMENT", "Duplicate evaluation of signature: regress_x_to_y"),
+    (multi_log(("nope", "tensorflow/serving/regress")), "INVALID_ARGUMENT",
+     "Requested signature not found in model graph: nope"),
+    (multi_log(("regress_x_to_y", "tensorflow/serving/predict")), "UNIMPLEMENTED",
+     "Unsupported signature method_name: tensorflow/serving/predict"),
+])
+def test_bad_multi_inference_records_fail_as_tf_serving(version_dir, log, code, message):
+    write_warmup(version_dir, [log])
+    with pytest.raises(ServingError) as e:
+        run_warmup(load_servable("m", 1, str(version_dir)))
+    assert (e.value.code, e.value.message) == (code, message)

@@ -264,16 +264,14 @@ def multi_inference(plane: dp.DataPlane, request: inference_pb2.MultiInferenceRe
         else:
             raise unimplemented(f"Unsupported signature method_name: {task.method_name}")
 
-    examples = LazyExamples(request.input)
+    tasks = [(task.method_name, task.model_spec.signature_name) for task in request.tasks]
+    results = plane.multi_inference(model_name, version, tasks, LazyExamples(request.input), timeout_s)
     response = inference_pb2.MultiInferenceResponse()
-    for task in request.tasks:
-        spec = dp.ModelSpec(model_name, version=version, signature_name=task.model_spec.signature_name)
+    for (method, _), result in zip(tasks, results):
         out = response.results.add()
-        if task.method_name == tf_example.CLASSIFY_METHOD:
-            result = plane.classify(spec, examples, timeout_s)
+        if method == tf_example.CLASSIFY_METHOD:
             fill_classifications(out.classification_result, result.outputs)
         else:
-            result = plane.regress(spec, examples, timeout_s)
             fill_regressions(out.regression_result, result.outputs)
         fill_model_spec(out.model_spec, result)
     return response

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from .. import access_log
 from .app import BodyTooLarge, error_body
 
 log = logging.getLogger("server.rest")
@@ -202,6 +203,7 @@ class RsgiAdapter:
                 if refused:
                     raise BodyTooLarge
                 return body
+            access_log.note_client(scope.client)   # for the access log's line, when it is on
             status, payload, out_headers = responder("POST", path, read_body)
             return status, [*out_headers, ("Content-Length", str(len(payload)))], payload   # as the WSGI shortcut
         return self._call(self._environ(scope, headers, body, length_text, chunked))
