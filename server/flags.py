@@ -284,7 +284,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("rest_api_max_buffered_bytes", _non_negative_int, 64 << 20,
          "Most bytes of REST request bodies one worker holds at once, being received or run (0 = no bound). "
          "A request waits, holding no thread, for room for its Content-Length (for --rest_api_max_body_bytes "
-         "when the length is unknown), in arrival order; a body of at most 1 MiB that fits goes ahead.", metavar="N", shown="67108864 = 64 MiB", own=True),
+         "when the length is unknown), in arrival order; a body of at most 1 MiB that fits goes ahead.",
+         metavar="N", shown="67108864 = 64 MiB", own=True),
     Flag("grpc_message_read_timeout_s", _non_negative_int, 60,
          "Longest a gRPC call may take to send its whole request message, in seconds, from the call's start "
          "(60: 1 MB at 140 kbit/s; 0 = no bound). A call waiting for its message holds no thread; past this "
