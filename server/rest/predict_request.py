@@ -164,8 +164,8 @@ class PredictDoc(JsonDoc):
 # a NUL, which a body can only write as the escape \u0000, so it cannot be mistaken for client data.
 _MARK_TEXT, _MARK = b'"\\u0000held"', "\x00held"
 # Float inputs whose numbers all lie within these bounds convert as the ordinary path converts them
-# (numpy, float64 then the input's type). Beyond them an integer would lose precision, which TF Serving
-# refuses; _fast sends those values to the exact reader, and so does the fallback here.
+# (numpy, float64 then the input's type). Beyond them an integer rounds twice in TF Serving (to double,
+# then to float) and a double may overflow the float range: the exact reader converts those.
 _HELD_LIMITS = {types_pb2.DT_FLOAT: (1 << 24) - 1, types_pb2.DT_DOUBLE: (1 << 53) - 1}
 
 
