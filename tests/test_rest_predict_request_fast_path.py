@@ -282,7 +282,7 @@ def test_predict_doc_holds_the_tensor_and_gives_the_full_doc():
     body = b'{"instances": [[1, 2.5]], "signature_name": "call", "note": true}'
     doc = predict_request.parse_predict(body)
     assert isinstance(doc.held, predict_request.HeldTensor) and doc.held.shape == (1, 2)
-    assert doc.held.values == [1, 2.5] and doc["instances"] is doc.held
+    assert doc.held.values.tolist() == [1.0, 2.5] and doc["instances"] is doc.held
     full = doc.full()
     assert full == predict_request.parse_json(body) and list(full) == ["instances", "signature_name", "note"]
     assert full.may_have_bools is True

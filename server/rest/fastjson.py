@@ -8,7 +8,7 @@ C-speed bytes operations and one flat orjson parse, or answers None when the tex
 caller runs the ordinary parser, which gives TF Serving's exact answer or error.
 
 - `find_array(body, key)`: where the array value of a top-level `"key"` member seems to be;
-- `read_array(text)`: (flat list of numbers, shape) for a dense nested numeric array, else None;
+- `read_array(text)`: (flat float64 array of its numbers, shape) for a dense nested numeric array, else None;
 - `exact_as_rapidjson(text)` / `same_float32(values)`: whether orjson's numbers are rapidjson's
   (json_numbers.py), or at least round to the same float32 values.
 
@@ -99,13 +99,44 @@ def read_array(text: bytes) -> tuple[list, tuple[int, ...]] | None:
     # The skeleton is regular and numbers stand only between '[' or ',' and ',' or ']', so blanking the
     # brackets leaves one comma-separated item per slot; orjson checks each is one valid JSON number.
     # (Blanks rather than deletion, so "[1 [2]]" cannot turn into the number 12.)
-    try:
-        values = orjson.loads(b"[" + text.translate(_BLANK_BRACKETS) + b"]")
-    except orjson.JSONDecodeError:
-        return None
-    if len(values) != math.prod(shape):  # an empty innermost list, "[]", gives no item at all
+    values = _numbers(text, math.prod(shape))
+    if values is None:
         return None
     return values, shape
+
+
+# Work on big bodies is done this many numbers (or bytes of text) at a time, so that what one step
+# makes (orjson's Python floats, numpy temporaries) stays in the CPU's caches and is reused from the
+# allocator's free lists: parsed in one piece, a 1,000-image body (784,000 floats) cost about twice as
+# much per number as a 100-image one (measured: orjson + fromiter 46 vs 25 us per image).
+_STEP = 1 << 16
+
+
+def _numbers(items: bytes, count: int) -> np.ndarray | None:
+    """`count` comma-separated JSON numbers, brackets around them blanked -> float64 array (as Python's
+    float() of orjson's int or float), or None when an item is not one valid JSON number or the count
+    differs."""
+    out = np.empty(count, np.float64)
+    end, i, k = len(items), 0, 0
+    while True:
+        j = items.find(b",", i + _STEP) if i + _STEP < end else -1
+        if j < 0:
+            j = end
+        piece = items[i:j].translate(_BLANK_BRACKETS)
+        if not piece.strip():  # an empty item (a trailing comma) would parse as an empty list
+            return None
+        try:
+            values = orjson.loads(b"[" + piece + b"]")
+            n = len(values)
+            if k + n > count:
+                return None
+            out[k:k + n] = np.fromiter(values, np.float64, n)  # faster than from the list itself
+        except (orjson.JSONDecodeError, OverflowError, TypeError, ValueError):
+            return None
+        k += n
+        if j == end:
+            return out if k == count else None
+        i = j + 1
 
 
 def _shape_of(skeleton: bytes) -> tuple[int, ...] | None:
@@ -155,11 +186,15 @@ def _numbers_only_in_innermost_lists(squeezed: bytes) -> bool:
     With a regular skeleton, that leaves numbers only where JSON allows them, between '[' or ','
     and ',' or ']'. One vectorised pass instead of bytes searches, which crawl over the many "0"s.
     """
-    a = np.frombuffer(squeezed, np.uint8)
-    before, after = a[:-1], a[1:]
-    if np.any((before == _ORD_NUM) & (after == _ORD_OPEN)):
-        return False
-    return not np.any((before == _ORD_CLOSE) & (after == _ORD_NUM))
+    whole = np.frombuffer(squeezed, np.uint8)
+    for start in range(0, len(whole), _STEP * 8):
+        a = whole[start:start + _STEP * 8 + 1]  # one byte of overlap: the pair across the seam
+        before, after = a[:-1], a[1:]
+        if np.any((before == _ORD_NUM) & (after == _ORD_OPEN)):
+            return False
+        if np.any((before == _ORD_CLOSE) & (after == _ORD_NUM)):
+            return False
+    return True
 
 
 def exact_as_rapidjson(text: bytes) -> bool:
@@ -177,9 +212,12 @@ def same_float32(values: np.ndarray) -> bool:
     float32 is the same whether orjson or rapidjson read the number. False near float32 midpoints
     and for tiny (subnormal-range) doubles."""
     with np.errstate(over="ignore"):
-        a = np.abs(values)
-        if np.any((a < 1e-300) & (a != 0)):
-            return False
-        lo = (a * (1 - _ULPS)).astype(np.float32)
-        hi = (a * (1 + _ULPS)).astype(np.float32)
-    return bool(np.array_equal(lo, hi))
+        for start in range(0, len(values), _STEP):
+            a = np.abs(values[start:start + _STEP])
+            if np.any((a < 1e-300) & (a != 0)):
+                return False
+            lo = (a * (1 - _ULPS)).astype(np.float32)
+            hi = (a * (1 + _ULPS)).astype(np.float32)
+            if not np.array_equal(lo, hi):
+                return False
+    return True

@@ -126,11 +126,11 @@ def decode_predict(doc: dict, signature: Signature) -> tuple[dict[str, np.ndarra
 
 class HeldTensor:
     """A top-level "instances"/"inputs" value that is a dense array of numbers, not yet converted:
-    its text, its numbers (orjson's ints and floats, row-major) and its shape."""
+    its text, its numbers (float64, row-major, as float() of orjson's ints and floats) and its shape."""
 
     __slots__ = ("key", "text", "values", "shape", "_exact")
 
-    def __init__(self, key: str, text: bytes, values: list, shape: tuple[int, ...]):
+    def __init__(self, key: str, text: bytes, values: np.ndarray, shape: tuple[int, ...]):
         self.key, self.text, self.values, self.shape = key, text, values, shape
         self._exact: bool | None = None
 
@@ -225,7 +225,7 @@ def _held_array(doc: dict, held: HeldTensor, signature: Signature) -> np.ndarray
     limit = _HELD_LIMITS.get(spec.dtype)
     if limit is None:  # integer types refuse 1.5 and check ranges: the ordinary path does that
         return None
-    values = np.fromiter(held.values, np.float64, len(held.values))
+    values = held.values
     if not (values.max() <= limit and values.min() >= -limit):
         return None
     # rapidjson's reading of some number may differ from orjson's: then the exact reader. For float32
