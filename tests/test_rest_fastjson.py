@@ -37,6 +37,18 @@ def test_read_array_in_steps():
         comma = text.find(b",", at)
         assert fastjson.read_array(text[:comma] + b",--" + text[comma + 1:]) is None  # "--950.4"
         assert fastjson.read_array(text[:comma] + b",00" + text[comma + 1:]) is None  # a leading zero
+    # the skeleton is read in steps of 4 * _STEP bytes: a bad token or a number beside a bracket at a seam
+    seam = 4 * fastjson._STEP
+    for at in (seam - 1, seam, seam + 1, 2 * seam):
+        comma = text.find(b",", at)
+        assert fastjson.read_array(text[:comma] + b",x" + text[comma + 1:]) is None
+        close = text.find(b"],[", at)
+        assert fastjson.read_array(text[:close + 1] + b"1,[" + text[close + 3:]) is None  # "]1"
+        assert fastjson.read_array(text[:close] + b",1[" + text[close + 2:]) is None  # "1["
+    for pad in range(1, 8):  # whitespace between items, across a seam or not, changes nothing
+        comma = text.find(b",", seam - 8 * pad)
+        spaced = text[:comma + 1] + b" \n" * (8 * pad) + text[comma + 1:]
+        assert fastjson.read_array(spaced)[1] == shape
     # same_float32 looks at every step
     floats = np.full(3 * fastjson._STEP, 0.5)
     assert fastjson.same_float32(floats)

@@ -78,23 +78,20 @@ def _skip_ws(body: bytes, i: int) -> int:
     return i
 
 
-def read_array(text: bytes) -> tuple[list, tuple[int, ...]] | None:
+def read_array(text: bytes) -> tuple[np.ndarray, tuple[int, ...]] | None:
     """A dense nested JSON array of numbers -> (its numbers in row-major order, its shape); else None.
 
     None for anything that is not exactly that: other tokens, ragged or empty lists, numbers outside
-    the innermost lists, malformed numbers or separators. The numbers are orjson's (int or float), as
-    a full orjson parse of the same text would give them.
+    the innermost lists, malformed numbers or separators. The numbers are float64, float() of orjson's
+    int or float, as a full orjson parse of the same text would give them.
     """
     if len(text) < 2 or text[:1] != _OPEN or text[-1:] != _CLOSE:
         return None
-    squeezed = text.translate(_SQUEEZE, JSON_WS)
-    if b"x" in squeezed:  # a string, NaN, true, an object...: not a plain numeric array
+    skeleton = _skeleton(text)  # brackets and commas only, e.g. b"[[,],[,]]"
+    if skeleton is None:  # other tokens (a string, NaN, true...), or a number beside a bracket
         return None
-    skeleton = squeezed.translate(None, _NUM)  # brackets and commas only, e.g. b"[[,],[,]]"
     shape = _shape_of(skeleton)
     if shape is None:  # ragged, empty, unbalanced, too deep
-        return None
-    if not _numbers_only_in_innermost_lists(squeezed):
         return None
     # The skeleton is regular and numbers stand only between '[' or ',' and ',' or ']', so blanking the
     # brackets leaves one comma-separated item per slot; orjson checks each is one valid JSON number.
@@ -113,9 +110,9 @@ _STEP = 1 << 16
 
 
 def _numbers(items: bytes, count: int) -> np.ndarray | None:
-    """`count` comma-separated JSON numbers, brackets around them blanked -> float64 array (as Python's
-    float() of orjson's int or float), or None when an item is not one valid JSON number or the count
-    differs."""
+    """`count` comma-separated JSON numbers (brackets around them are blanked) -> float64 array (as
+    Python's float() of orjson's int or float), or None when an item is not one valid JSON number or the
+    count differs."""
     out = np.empty(count, np.float64)
     end, i, k = len(items), 0, 0
     while True:
@@ -137,6 +134,24 @@ def _numbers(items: bytes, count: int) -> np.ndarray | None:
         if j == end:
             return out if k == count else None
         i = j + 1
+
+
+def _skeleton(text: bytes) -> bytes | None:
+    """The brackets and commas of `text`, or None when it holds anything but numbers, brackets, commas
+    and whitespace, or a number right before a '[' or right after a ']'. In steps (see _STEP)."""
+    parts = []
+    last = b""  # the last squeezed byte so far: the pair across a seam is checked too
+    step = _STEP * 4
+    for start in range(0, len(text), step):
+        squeezed = text[start:start + step].translate(_SQUEEZE, JSON_WS)
+        if b"x" in squeezed:
+            return None
+        if not _numbers_only_in_innermost_lists(last + squeezed):
+            return None
+        if squeezed:
+            last = squeezed[-1:]
+        parts.append(squeezed.translate(None, _NUM))
+    return b"".join(parts)
 
 
 def _shape_of(skeleton: bytes) -> tuple[int, ...] | None:
@@ -186,15 +201,11 @@ def _numbers_only_in_innermost_lists(squeezed: bytes) -> bool:
     With a regular skeleton, that leaves numbers only where JSON allows them, between '[' or ','
     and ',' or ']'. One vectorised pass instead of bytes searches, which crawl over the many "0"s.
     """
-    whole = np.frombuffer(squeezed, np.uint8)
-    for start in range(0, len(whole), _STEP * 8):
-        a = whole[start:start + _STEP * 8 + 1]  # one byte of overlap: the pair across the seam
-        before, after = a[:-1], a[1:]
-        if np.any((before == _ORD_NUM) & (after == _ORD_OPEN)):
-            return False
-        if np.any((before == _ORD_CLOSE) & (after == _ORD_NUM)):
-            return False
-    return True
+    a = np.frombuffer(squeezed, np.uint8)
+    before, after = a[:-1], a[1:]
+    if np.any((before == _ORD_NUM) & (after == _ORD_OPEN)):
+        return False
+    return not np.any((before == _ORD_CLOSE) & (after == _ORD_NUM))
 
 
 def exact_as_rapidjson(text: bytes) -> bool:
