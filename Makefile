@@ -135,7 +135,7 @@ bench: setup wrk h2load peers
 # Long fuzzing: >= 100,000 bodies read by rapidjson and by this server (scripts/fuzz_json.py), then the
 # REST API (>= 10,000 requests from docs/openapi.yaml, then the hypothesis properties).
 fuzz: setup rapidjson-oracle
-	$(PY) scripts/fuzz_json.py --bodies 100000
+	$(PY) scripts/fuzz_json.py --bodies 100000 --write --doubles 100000
 	$(PY) scripts/fuzz.py
 
 # 10 minutes of mixed REST traffic with a version swap every 30 s: requests, errors, RSS and threads.

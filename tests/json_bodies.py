@@ -1,7 +1,9 @@
 """Request bodies for the rapidjson differential test and `make fuzz`: valid, damaged and hostile JSON."""
 from __future__ import annotations
 
+import math
 import random
+import struct
 
 from hypothesis import strategies as st
 
@@ -74,6 +76,18 @@ def body(rng: random.Random) -> bytes:
     if rng.random() < 0.1:
         data += rng.choice([b" xyz", b"}", b",", b"\x00junk", b"[1]", b"\xff"])
     return data
+
+
+def double_body(rng: random.Random) -> bytes:
+    """A list of one random finite double (any bit pattern, or a decimal of up to 17 digits), for
+    comparing how the two writers print doubles (Grisu2 in rapidjson)."""
+    while True:
+        if rng.random() < 0.5:
+            d = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0]
+        else:
+            d = float(f"{rng.randrange(1, 10 ** rng.randint(1, 17))}e{rng.randint(-330, 310)}")
+        if math.isfinite(d):
+            return b"[%s]" % repr(d).encode()
 
 
 def deep(levels: int, opener: bytes = b"[", closer: bytes = b"]") -> bytes:

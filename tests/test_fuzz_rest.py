@@ -261,8 +261,8 @@ def test_huge_numbers_read_as_rapidjson_does(server):
         doc = send(server, "POST", f"/v1/models/{MODEL}:predict",
                    b'{"instances": [' + b"9" * digits + b", -" + b"9" * digits + b"]}")
         assert doc["error"] == "JSON Parse error: Number too big to be stored in double. at offset: 15"
-    # 40 digits: a double that float32 (the input's type) cannot hold, refused as 1e40 is
+    # 40 digits: a double beyond float32 (the input's type): +inf, as rapidjson's GetFloat casts it
     doc = send(server, "POST", f"/v1/models/{MODEL}:predict", b'{"instances": [' + b"9" * 40 + b"]}")
-    assert "to float without loss of precision" in doc["error"]
+    assert "error" not in doc and "predictions" in doc, doc
     doc = send(server, "GET", f"/v1/models/{MODEL}/versions/" + "9" * 5000)
     assert doc["error"].startswith("Failed to convert version: 999") and doc["error"].endswith("to numeric.")

@@ -1,4 +1,6 @@
 """server/rest/fastjson.py: finding and reading a dense numeric JSON array straight from the bytes."""
+import numpy as np
+import orjson
 import pytest
 
 from server.rest import fastjson
@@ -14,7 +16,44 @@ from server.rest import fastjson
     (b'[1,"2"]', None), (b"[NaN]", None), (b"[1]]", None), (b"[[1]", None), (b"1", None), (b"", None),
 ])
 def test_read_array(text, expected):
-    assert fastjson.read_array(text) == expected
+    got = fastjson.read_array(text)
+    if expected is None:
+        assert got is None
+    else:
+        assert got is not None and got[0].dtype == np.float64 and (got[0].tolist(), got[1]) == expected
+
+
+def test_read_array_in_steps():
+    # bodies of several steps (fastjson._STEP bytes of text): the same numbers as one orjson parse
+    rng = np.random.default_rng(1)
+    values = (rng.random(3 * fastjson._STEP) * 10.0 ** rng.integers(-8, 8, 3 * fastjson._STEP)).tolist()
+    values[5::7] = [int(v * 1000) for v in values[5::7]]
+    text = orjson.dumps([values[i:i + 6] for i in range(0, len(values), 6)])
+    got, shape = fastjson.read_array(text)
+    flat = orjson.loads(b"[" + text.replace(b"[", b"").replace(b"]", b"") + b"]")
+    assert shape == (len(values) // 6, 6) and got.tolist() == [float(v) for v in flat]
+    # one bad item anywhere, at a seam or not, refuses the whole array
+    for at in (1, fastjson._STEP - 1, fastjson._STEP, fastjson._STEP + 1, 2 * fastjson._STEP + 5, len(text) - 3):
+        comma = text.find(b",", at)
+        assert fastjson.read_array(text[:comma] + b",--" + text[comma + 1:]) is None  # "--950.4"
+        assert fastjson.read_array(text[:comma] + b",00" + text[comma + 1:]) is None  # a leading zero
+    # the skeleton is read in steps of 4 * _STEP bytes: a bad token or a number beside a bracket at a seam
+    seam = 4 * fastjson._STEP
+    for at in (seam - 1, seam, seam + 1, 2 * seam):
+        comma = text.find(b",", at)
+        assert fastjson.read_array(text[:comma] + b",x" + text[comma + 1:]) is None
+        close = text.find(b"],[", at)
+        assert fastjson.read_array(text[:close + 1] + b"1,[" + text[close + 3:]) is None  # "]1"
+        assert fastjson.read_array(text[:close] + b",1[" + text[close + 2:]) is None  # "1["
+    for pad in range(1, 8):  # whitespace between items, across a seam or not, changes nothing
+        comma = text.find(b",", seam - 8 * pad)
+        spaced = text[:comma + 1] + b" \n" * (8 * pad) + text[comma + 1:]
+        assert fastjson.read_array(spaced)[1] == shape
+    # same_float32 looks at every step
+    floats = np.full(3 * fastjson._STEP, 0.5)
+    assert fastjson.same_float32(floats)
+    floats[-1] = 1 + 2.0 ** -24  # a float32 midpoint
+    assert not fastjson.same_float32(floats)
 
 
 def test_regular_skeleton():

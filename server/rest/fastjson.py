@@ -8,7 +8,7 @@ C-speed bytes operations and one flat orjson parse, or answers None when the tex
 caller runs the ordinary parser, which gives TF Serving's exact answer or error.
 
 - `find_array(body, key)`: where the array value of a top-level `"key"` member seems to be;
-- `read_array(text)`: (flat list of numbers, shape) for a dense nested numeric array, else None;
+- `read_array(text)`: (flat float64 array of its numbers, shape) for a dense nested numeric array, else None;
 - `exact_as_rapidjson(text)` / `same_float32(values)`: whether orjson's numbers are rapidjson's
   (json_numbers.py), or at least round to the same float32 values.
 
@@ -78,34 +78,80 @@ def _skip_ws(body: bytes, i: int) -> int:
     return i
 
 
-def read_array(text: bytes) -> tuple[list, tuple[int, ...]] | None:
+def read_array(text: bytes) -> tuple[np.ndarray, tuple[int, ...]] | None:
     """A dense nested JSON array of numbers -> (its numbers in row-major order, its shape); else None.
 
     None for anything that is not exactly that: other tokens, ragged or empty lists, numbers outside
-    the innermost lists, malformed numbers or separators. The numbers are orjson's (int or float), as
-    a full orjson parse of the same text would give them.
+    the innermost lists, malformed numbers or separators. The numbers are float64, float() of orjson's
+    int or float, as a full orjson parse of the same text would give them.
     """
     if len(text) < 2 or text[:1] != _OPEN or text[-1:] != _CLOSE:
         return None
-    squeezed = text.translate(_SQUEEZE, JSON_WS)
-    if b"x" in squeezed:  # a string, NaN, true, an object...: not a plain numeric array
+    skeleton = _skeleton(text)  # brackets and commas only, e.g. b"[[,],[,]]"
+    if skeleton is None:  # other tokens (a string, NaN, true...), or a number beside a bracket
         return None
-    skeleton = squeezed.translate(None, _NUM)  # brackets and commas only, e.g. b"[[,],[,]]"
     shape = _shape_of(skeleton)
     if shape is None:  # ragged, empty, unbalanced, too deep
-        return None
-    if not _numbers_only_in_innermost_lists(squeezed):
         return None
     # The skeleton is regular and numbers stand only between '[' or ',' and ',' or ']', so blanking the
     # brackets leaves one comma-separated item per slot; orjson checks each is one valid JSON number.
     # (Blanks rather than deletion, so "[1 [2]]" cannot turn into the number 12.)
-    try:
-        values = orjson.loads(b"[" + text.translate(_BLANK_BRACKETS) + b"]")
-    except orjson.JSONDecodeError:
-        return None
-    if len(values) != math.prod(shape):  # an empty innermost list, "[]", gives no item at all
+    values = _numbers(text, math.prod(shape))
+    if values is None:
         return None
     return values, shape
+
+
+# Work on big bodies is done this many numbers (or bytes of text) at a time, so that what one step
+# makes (orjson's Python floats, numpy temporaries) stays in the CPU's caches and is reused from the
+# allocator's free lists: parsed in one piece, a 1,000-image body (784,000 floats) cost about twice as
+# much per number as a 100-image one (measured: orjson + fromiter 46 vs 25 us per image).
+_STEP = 1 << 16
+
+
+def _numbers(items: bytes, count: int) -> np.ndarray | None:
+    """`count` comma-separated JSON numbers (brackets around them are blanked) -> float64 array (as
+    Python's float() of orjson's int or float), or None when an item is not one valid JSON number or the
+    count differs."""
+    out = np.empty(count, np.float64)
+    end, i, k = len(items), 0, 0
+    while True:
+        j = items.find(b",", i + _STEP) if i + _STEP < end else -1
+        if j < 0:
+            j = end
+        piece = items[i:j].translate(_BLANK_BRACKETS)
+        if not piece.strip():  # an empty item (a trailing comma) would parse as an empty list
+            return None
+        try:
+            values = orjson.loads(b"[" + piece + b"]")
+            n = len(values)
+            if k + n > count:
+                return None
+            out[k:k + n] = np.fromiter(values, np.float64, n)  # faster than from the list itself
+        except (orjson.JSONDecodeError, OverflowError, TypeError, ValueError):
+            return None
+        k += n
+        if j == end:
+            return out if k == count else None
+        i = j + 1
+
+
+def _skeleton(text: bytes) -> bytes | None:
+    """The brackets and commas of `text`, or None when it holds anything but numbers, brackets, commas
+    and whitespace, or a number right before a '[' or right after a ']'. In steps (see _STEP)."""
+    parts = []
+    last = b""  # the last squeezed byte so far: the pair across a seam is checked too
+    step = _STEP * 4
+    for start in range(0, len(text), step):
+        squeezed = text[start:start + step].translate(_SQUEEZE, JSON_WS)
+        if b"x" in squeezed:
+            return None
+        if not _numbers_only_in_innermost_lists(last + squeezed):
+            return None
+        if squeezed:
+            last = squeezed[-1:]
+        parts.append(squeezed.translate(None, _NUM))
+    return b"".join(parts)
 
 
 def _shape_of(skeleton: bytes) -> tuple[int, ...] | None:
@@ -182,9 +228,12 @@ def same_float32(values: np.ndarray) -> bool:
             # from any float32 midpoint, so a few ulps either way round to the same float32. Cheaper
             # than the general check below (single images: about a tenth of their parse time).
             return True
-        a = np.abs(values)
-        if np.any((a < 1e-300) & (a != 0)):
-            return False
-        lo = (a * (1 - _ULPS)).astype(np.float32)
-        hi = (a * (1 + _ULPS)).astype(np.float32)
-    return bool(np.array_equal(lo, hi))
+        for start in range(0, len(values), _STEP):
+            a = np.abs(values[start:start + _STEP])
+            if np.any((a < 1e-300) & (a != 0)):
+                return False
+            lo = (a * (1 - _ULPS)).astype(np.float32)
+            hi = (a * (1 + _ULPS)).astype(np.float32)
+            if not np.array_equal(lo, hi):
+                return False
+    return True

@@ -23,7 +23,7 @@ from tensorflow.core.framework import types_pb2
 
 from ..errors import ServingError, invalid_argument
 from ..signatures import TensorSpec, shape_text
-from .json_values import b64_decode, is_lossless, lossy_error
+from .json_values import b64_decode
 from .json_writer import json_type, to_bytes, value_to_string
 
 _FLOAT_TARGETS = {types_pb2.DT_FLOAT: (1 << 24) - 1, types_pb2.DT_HALF: (1 << 24) - 1,
@@ -188,8 +188,9 @@ def _convert_with_numpy(value: Any, spec: TensorSpec, may_bools: bool) -> np.nda
     if kind not in "iuf" or (may_bools and _has_bool(value)):
         return None
     if dt in _FLOAT_TARGETS:
-        # Integers beyond 2^24 (float) or 2^53 (double) lose precision, floats beyond float range do not
-        # fit: TF Serving refuses both; NaN/inf and large values go to the exact reader.
+        # Integers beyond 2^24 (float) or 2^53 (double) round twice in TF Serving (to double, then to
+        # float), floats beyond the float range become +-inf: NaN/inf and large values go to the exact
+        # reader, which converts one value at a time as rapidjson's GetFloat/GetDouble do.
         with np.errstate(invalid="ignore"):
             m = np.max(np.abs(a))
         if not m <= _FLOAT_TARGETS[dt]:
@@ -249,8 +250,8 @@ def _add_value_to_tensor(v: Any, spec: TensorSpec) -> Any:
     if dt in _FLOAT_TARGETS:
         if t is not int and t is not float:
             raise _type_error(v, spec)
-        if not is_lossless(v, single=dt != types_pb2.DT_DOUBLE):
-            raise lossy_error(v, "double" if dt == types_pb2.DT_DOUBLE else "float")
+        # rapidjson's GetFloat/GetDouble: the number as a double, then cast (beyond FLT_MAX: +-inf;
+        # an integer beyond 2^24 rounds), as TF Serving has done since it dropped IsLosslessDecimal.
         return float(v)
     if dt in _INT_RANGES:
         lo, hi = _INT_RANGES[dt]
@@ -288,4 +289,5 @@ def _to_array(flat: list, spec: TensorSpec, shape: list) -> np.ndarray:
         arr = np.empty(len(flat), dtype=object)
         arr[:] = flat
         return arr.reshape(shape)
-    return np.array(flat, dtype=spec.np_dtype).reshape(shape)
+    with np.errstate(over="ignore"):  # a double beyond the float range is +-inf, as C's cast makes it
+        return np.array(flat, dtype=spec.np_dtype).reshape(shape)

@@ -5,7 +5,7 @@ rapidjson's PrettyWriter and every float with its own WriteDecimal; error messag
 with JsonValueToString. This module reproduces all three, so answers and messages match byte for byte:
 
 - `write_decimal` / `float_texts`: WriteDecimal for one float or a whole vector;
-- `rapidjson_double`: rapidjson's shortest-digits double (inside pretty-printed values);
+- `rapidjson_double`: rapidjson's Grisu2 double (inside pretty-printed values);
 - `json_string`, `text_of`, `to_bytes`: string literals, keeping every byte of invalid UTF-8;
 - `pretty`, `value_to_string`, `json_type`: request values as TF Serving's messages print them.
 """
@@ -19,6 +19,7 @@ import numpy as np
 
 FLT_MAX = 3.4028234663852886e38
 _FLOAT_RANGE = 3.4028234e38  # rapidjson's Value::IsFloat() bound
+_U64, _D = struct.Struct("<Q"), struct.Struct("<d")
 
 # ---------------------------------------------------------------- numbers
 
@@ -45,26 +46,112 @@ def write_decimal(x: float, single: bool) -> str:
     return s
 
 
-def _exp_text(k: int) -> str:
-    return str(k)  # rapidjson writes e.g. "e30", "e-7": no "+", no zero padding
+# ---------------------------------------------------------------- rapidjson's Grisu2
+
+_M64 = (1 << 64) - 1
+
+
+def _cached_power(k: int) -> tuple[int, int]:
+    """10^k as (f, e), f * 2^e with 2^63 <= f < 2^64, f rounded to nearest (ties up)."""
+    if k >= 0:
+        n, d = 10 ** k, 1
+    else:
+        n, d = 1, 10 ** -k
+    # n/d = 2^(e+64) * q with q in [1/2, 1): e from the bit lengths, then one correction step
+    e = n.bit_length() - d.bit_length() - 64
+    for _ in range(2):
+        num, den = (n << -e, d) if e < 0 else (n, d << e)
+        f, r = divmod(num, den)
+        if 2 * r >= den:
+            f += 1
+        if f >= 1 << 64:
+            e += 1
+        elif f < 1 << 63:
+            e -= 1
+        else:
+            return f, e
+    raise AssertionError(k)
+
+
+# The decimal powers Grisu2 multiplies by: 10^-348, 10^-340, ..., 10^340.
+_POWERS = [_cached_power(-348 + 8 * i) for i in range(87)]
+_POW10 = [10 ** i for i in range(10)]
+
+
+def _mul(af: int, bf: int) -> int:
+    p = af * bf  # the high 64 bits of the 128-bit product, rounded by the low half's top bit
+    return (p >> 64) + ((p >> 63) & 1)
+
+
+def _round_last(digits: list[int], delta: int, rest: int, ten_kappa: int, wp_w: int) -> None:
+    # Moves the last digit down while that brings the value closer to w and stays inside the interval.
+    while rest < wp_w and ((delta - rest) & _M64) >= ten_kappa and (
+            ((rest + ten_kappa) & _M64) < wp_w or wp_w - rest > ((rest + ten_kappa - wp_w) & _M64)):
+        digits[-1] -= 1
+        rest += ten_kappa
+
+
+def grisu2(v: float) -> tuple[str, int]:
+    """rapidjson 1.1.0's Grisu2 (internal/dtoa.h) for a finite v > 0: (digits, K), v ~ digits * 10^K.
+    Not always the shortest digits (Python's repr), nor always the closest: its interval is narrowed
+    by an ulp of the 64-bit products on each side."""
+    bits = _U64.unpack(_D.pack(v))[0]
+    biased, frac = (bits >> 52) & 0x7FF, bits & ((1 << 52) - 1)
+    f, e = (frac | (1 << 52), biased - 1075) if biased else (frac, -1074)
+    # boundaries m+ and m- with m+ normalised to 64 bits, m- to m+'s exponent
+    pf, pe = (f << 1) + 1, e - 1
+    s = 64 - pf.bit_length()
+    pf, pe = pf << s, pe - s
+    mf, me = ((f << 2) - 1, e - 2) if f == 1 << 52 else ((f << 1) - 1, e - 1)
+    mf <<= me - pe
+    dk = (-61 - pe) * 0.30102999566398114 + 347
+    k = int(dk)
+    if dk - k > 0.0:
+        k += 1
+    index = (k >> 3) + 1
+    K = 348 - (index << 3)
+    cf, ce = _POWERS[index]
+    s = 64 - f.bit_length()
+    wf = _mul(f << s, cf)
+    wpf = _mul(pf, cf) - 1
+    wmf = _mul(mf, cf) + 1
+    shift = -(pe + ce + 64)  # W, W+ and W- share this exponent
+    delta = wpf - wmf
+    one = 1 << shift
+    wp_w = wpf - wf
+    p1, p2 = wpf >> shift, wpf & (one - 1)
+    kappa = 9 if p1 >= 100_000_000 else len(str(p1))
+    digits: list[int] = []
+    while kappa > 0:
+        d, p1 = divmod(p1, _POW10[kappa - 1])
+        if d or digits:
+            digits.append(d)
+        kappa -= 1
+        rest = (p1 << shift) + p2
+        if rest <= delta:
+            _round_last(digits, delta, rest, _POW10[kappa] << shift, wp_w)
+            return "".join(map(str, digits)), K + kappa
+    while True:
+        p2 *= 10
+        delta *= 10
+        d = p2 >> shift
+        if d or digits:
+            digits.append(d)
+        p2 &= one - 1
+        kappa -= 1
+        if p2 < delta:
+            _round_last(digits, delta, p2, one, (wp_w * _POW10[-kappa]) & _M64 if -kappa < 9 else 0)
+            return "".join(map(str, digits)), K + kappa
 
 
 def rapidjson_double(d: float) -> str:
-    """rapidjson Writer::Double for a finite double (Grisu shortest digits + Prettify)."""
+    """rapidjson Writer::Double for a finite double: Grisu2's digits, then Prettify (internal/dtoa.h)."""
     if d == 0:
         return "-0.0" if math.copysign(1.0, d) < 0 else "0.0"
     sign = "-" if d < 0 else ""
-    r = repr(abs(d))
-    mant, _, e = r.partition("e")
-    exp = int(e) if e else 0
-    ip, _, fp = mant.partition(".")
-    digits = (ip + fp).lstrip("0")
-    k = exp - len(fp)
-    stripped = digits.rstrip("0")
-    k += len(digits) - len(stripped)
-    digits = stripped
+    digits, k = grisu2(abs(d))
     n = len(digits)
-    kk = n + k
+    kk = n + k  # 10^(kk-1) <= |d| < 10^kk
     if 0 <= k and kk <= 21:
         out = digits + "0" * k + ".0"
     elif 0 < kk <= 21:
@@ -74,9 +161,9 @@ def rapidjson_double(d: float) -> str:
     elif kk < -324:
         out = "0.0"
     elif n == 1:
-        out = digits + "e" + _exp_text(kk - 1)
+        out = digits + "e" + str(kk - 1)  # rapidjson writes e.g. "e30", "e-7": no "+", no zero padding
     else:
-        out = digits[0] + "." + digits[1:] + "e" + _exp_text(kk - 1)
+        out = digits[0] + "." + digits[1:] + "e" + str(kk - 1)
     return sign + out
 
 

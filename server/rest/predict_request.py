@@ -126,11 +126,11 @@ def decode_predict(doc: dict, signature: Signature) -> tuple[dict[str, np.ndarra
 
 class HeldTensor:
     """A top-level "instances"/"inputs" value that is a dense array of numbers, not yet converted:
-    its text, its numbers (orjson's ints and floats, row-major) and its shape."""
+    its text, its numbers (float64, row-major, as float() of orjson's ints and floats) and its shape."""
 
     __slots__ = ("key", "text", "values", "shape", "_exact")
 
-    def __init__(self, key: str, text: bytes, values: list, shape: tuple[int, ...]):
+    def __init__(self, key: str, text: bytes, values: np.ndarray, shape: tuple[int, ...]):
         self.key, self.text, self.values, self.shape = key, text, values, shape
         self._exact: bool | None = None
 
@@ -164,8 +164,8 @@ class PredictDoc(JsonDoc):
 # a NUL, which a body can only write as the escape \u0000, so it cannot be mistaken for client data.
 _MARK_TEXT, _MARK = b'"\\u0000held"', "\x00held"
 # Float inputs whose numbers all lie within these bounds convert as the ordinary path converts them
-# (numpy, float64 then the input's type). Beyond them an integer would lose precision, which TF Serving
-# refuses; _fast sends those values to the exact reader, and so does the fallback here.
+# (numpy, float64 then the input's type). Beyond them an integer rounds twice in TF Serving (to double,
+# then to float) and a double may overflow the float range: the exact reader converts those.
 _HELD_LIMITS = {types_pb2.DT_FLOAT: (1 << 24) - 1, types_pb2.DT_DOUBLE: (1 << 53) - 1}
 
 
@@ -225,7 +225,7 @@ def _held_array(doc: dict, held: HeldTensor, signature: Signature) -> np.ndarray
     limit = _HELD_LIMITS.get(spec.dtype)
     if limit is None:  # integer types refuse 1.5 and check ranges: the ordinary path does that
         return None
-    values = np.fromiter(held.values, np.float64, len(held.values))
+    values = held.values
     if not (values.max() <= limit and values.min() >= -limit):
         return None
     # rapidjson's reading of some number may differ from orjson's: then the exact reader. For float32

@@ -16,7 +16,7 @@ from tensorflow.core.example import example_pb2, feature_pb2
 
 from ..errors import ServingError, invalid_argument
 from ..tf_example import CLASSES, REGRESS_OUTPUTS, SCORES, Examples, check_classify_outputs, check_regress_outputs
-from .json_values import b64_decode, format_error, is_lossless, lossy_error
+from .json_values import b64_decode, format_error
 from .json_writer import float_texts, json_string, json_type, to_bytes, value_to_string
 
 # ---------------------------------------------------------------- request
@@ -28,9 +28,8 @@ def decode_examples(doc: dict) -> Examples:
     Raises INVALID_ARGUMENT with TF Serving's messages: "Example must be JSON object but got JSON
     <type>", "... key 'examples' is expected and was not found", "Expecting 'examples' value to be an
     list/array", "'examples' value is an empty array", "Feature: f has element with unexpected JSON
-    type: Null", "Unexpected element type in feature: f expecting type: int64", "Feature: f has uint64
-    element. Only int64 is supported.", "Cannot convert JSON value: v to float without loss of
-    precision.", "Unable to base64 decode".
+    type: Null", "Unexpected element type in feature: f expecting type: int64", "Feature: f has uint64_t
+    element. Only int64_t is supported.", "Unable to base64 decode".
     """
     if not isinstance(doc, dict):
         raise invalid_argument(f"JSON Value: {value_to_string(doc)} Is not object")
@@ -102,13 +101,11 @@ def _add_value(v: Any, name: str, kind: str | None, values: list) -> str | None:
         values.append(to_bytes(v))
     elif t is float or (t is int and not -(1 << 63) <= v < (1 << 64)):
         kind = _want(kind, "float", name)
-        if not is_lossless(v, single=True):
-            raise lossy_error(v, "float")
-        values.append(float(v))
+        values.append(float(v))  # GetFloat: the protobuf float field casts as C does (beyond FLT_MAX: inf)
     elif t is int:
         kind = _want(kind, "int64", name)
         if v >= (1 << 63):
-            raise invalid_argument(f"Feature: {name} has uint64 element. Only int64 is supported.")
+            raise invalid_argument(f"Feature: {name} has uint64_t element. Only int64_t is supported.")
         values.append(v)
     else:
         raise _unexpected(name, v)
