@@ -40,7 +40,7 @@ def women_per_10k(text: str) -> float:
 
 
 def test_chapter_proper_and_appendix():
-    assert CHAPTER == ["serving", "rest_api", "exercises", "troubleshooting", "platforms"]
+    assert CHAPTER == ["serving", "request_logs", "rest_api", "exercises", "troubleshooting", "platforms"]
     assert toctree("index", "附录") == ["repo_server"]
     assert set(APPENDIX) == {"flags", "server_internals", "openapi", "benchmarks", "scale_out", "changes_2026"}
     assert rst("repo_server").splitlines()[2] == "附录：本仓库的服务器"
