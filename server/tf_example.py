@@ -13,12 +13,20 @@ The REST codec (rest/tf_example_json.py) and the gRPC services build the seriali
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import failed_precondition, invalid_argument
-from .signatures import CLASSIFY_METHOD, PREDICT_METHOD, REGRESS_METHOD, Signature, shape_text, tf_type_name
+from .errors import failed_precondition, invalid_argument, unimplemented
+from .signatures import (
+    CLASSIFY_METHOD,
+    DEFAULT_SIGNATURE,
+    PREDICT_METHOD,
+    REGRESS_METHOD,
+    Signature,
+    shape_text,
+    tf_type_name,
+)
 
 __all__ = ["CLASSIFY_METHOD", "PREDICT_METHOD", "REGRESS_METHOD"]  # re-exported for the front ends
 CLASSIFY_INPUTS, CLASSES, SCORES = "inputs", "classes", "scores"
@@ -191,3 +199,33 @@ def check_outputs(outputs: dict[str, np.ndarray], num_examples: int, kind: str) 
     if kind == "regression":
         return check_regress_outputs(outputs, num_examples)
     raise ValueError(f"unknown kind {kind!r}")
+
+
+# Each examples API's checks by its method name: (the signature's, the outputs').
+CHECKS = {CLASSIFY_METHOD: (check_classify_signature, check_classify_outputs),
+          REGRESS_METHOD: (check_regress_signature, check_regress_outputs)}
+
+
+def multi_inference_tasks(tasks: Iterable, signature_names) -> Iterator[tuple[str, str]]:
+    """(signature name, method name) of each task of a MultiInferenceRequest (`tasks`: InferenceTask protos),
+    after TF Serving's checks of it (multi_inference.cc), in its order: a model name, the same for every task,
+    no signature twice, a signature in `signature_names`, classify or regress. Task by task, so that a
+    caller's own check of one task comes before the next task's."""
+    model_name = ""
+    seen: set[str] = set()
+    for task in tasks:
+        name = task.model_spec.name
+        if not name:
+            raise invalid_argument("Found ModelSpec with an empty model name.")
+        if model_name and name != model_name:
+            raise invalid_argument("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+        model_name = name
+        signature_name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+        if signature_name in seen:
+            raise invalid_argument(f"Duplicate evaluation of signature: {signature_name}")
+        seen.add(signature_name)
+        if signature_name not in signature_names:
+            raise invalid_argument(f"Requested signature not found in model graph: {signature_name}")
+        if task.method_name not in CHECKS:
+            raise unimplemented(f"Unsupported signature method_name: {task.method_name}")
+        yield signature_name, task.method_name

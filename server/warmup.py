@@ -19,7 +19,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from .errors import ServingError
 from .signatures import DEFAULT_SIGNATURE
-from .tf_example import CLASSIFY_METHOD, REGRESS_METHOD, serialize_input
+from .tf_example import multi_inference_tasks, serialize_input
 
 log = logging.getLogger("server.lifecycle")
 
@@ -106,27 +106,6 @@ def _examples_run(servable, signature_name: str, input_proto, what: str):
 
 
 def _multi_inference(servable, request) -> list:
-    """A MultiInferenceRequest's tasks, with TF Serving's checks (multi_inference.cc): every task names the
-    same, non-empty model, no signature twice, classify or regress only."""
-    model_name = ""
-    seen: set[str] = set()
-    runs = []
-    for task in request.tasks:
-        name = task.model_spec.name
-        if not name:
-            raise ServingError("INVALID_ARGUMENT", "Found ModelSpec with an empty model name.")
-        if model_name and name != model_name:
-            raise ServingError("INVALID_ARGUMENT",
-                               "All ModelSpecs in a MultiInferenceRequest must access the same model name.")
-        model_name = name
-        signature_name = task.model_spec.signature_name or DEFAULT_SIGNATURE
-        if signature_name in seen:
-            raise ServingError("INVALID_ARGUMENT", f"Duplicate evaluation of signature: {signature_name}")
-        seen.add(signature_name)
-        if signature_name not in servable.signatures:
-            raise ServingError("INVALID_ARGUMENT",
-                               f"Requested signature not found in model graph: {signature_name}")
-        if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
-            raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
-        runs.append(_examples_run(servable, signature_name, request.input, "multi_inference_log"))
-    return runs
+    """A MultiInferenceRequest's tasks, after TF Serving's checks of them (tf_example.multi_inference_tasks)."""
+    return [_examples_run(servable, signature_name, request.input, "multi_inference_log")
+            for signature_name, _ in multi_inference_tasks(request.tasks, servable.signatures)]

@@ -24,7 +24,7 @@ from tensorflow_serving.apis import (
 
 from .. import dataplane as dp
 from .. import tf_example
-from ..errors import ServingError, invalid_argument, unimplemented
+from ..errors import ServingError, invalid_argument
 from ..signatures import Signature
 from ..validation import check_dtype
 from . import tensor_proto
@@ -241,31 +241,13 @@ def multi_inference(plane: dp.DataPlane, request: inference_pb2.MultiInferenceRe
     signature_defs = get_model_metadata_pb2.SignatureDefMap()
     metadata.metadata[SIGNATURE_DEF].Unpack(signature_defs)
 
-    model_name = ""
-    seen: set[str] = set()
-    for task in request.tasks:
-        name = task.model_spec.name
-        if not name:
-            raise invalid_argument("Found ModelSpec with an empty model name.")
-        if model_name and name != model_name:
-            raise invalid_argument("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
-        model_name = name
-        signature_name = task.model_spec.signature_name or dp.DEFAULT_SIGNATURE
-        if signature_name in seen:
-            raise invalid_argument(f"Duplicate evaluation of signature: {signature_name}")
-        seen.add(signature_name)
-        if signature_name not in signature_defs.signature_def:
-            raise invalid_argument(f"Requested signature not found in model graph: {signature_name}")
+    for signature_name, method in tf_example.multi_inference_tasks(request.tasks, signature_defs.signature_def):
         signature = Signature.from_proto(signature_name, signature_defs.signature_def[signature_name])
-        if task.method_name == tf_example.CLASSIFY_METHOD:
-            tf_example.check_classify_signature(signature)
-        elif task.method_name == tf_example.REGRESS_METHOD:
-            tf_example.check_regress_signature(signature)
-        else:
-            raise unimplemented(f"Unsupported signature method_name: {task.method_name}")
+        check_signature, _ = tf_example.CHECKS[method]
+        check_signature(signature)
 
     tasks = [(task.method_name, task.model_spec.signature_name) for task in request.tasks]
-    results = plane.multi_inference(model_name, version, tasks, LazyExamples(request.input), timeout_s)
+    results = plane.multi_inference(first.name, version, tasks, LazyExamples(request.input), timeout_s)
     response = inference_pb2.MultiInferenceResponse()
     for (method, _), result in zip(tasks, results):
         out = response.results.add()
