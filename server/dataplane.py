@@ -164,22 +164,20 @@ class DataPlane:
     # -- classify / regress ----------------------------------------------------------------
     def classify(self, spec: ModelSpec, examples: Sequence[bytes], timeout_s: float | None = None) -> Result:
         """Serialized tf.Examples through a classification signature; outputs "classes"/"scores"."""
-        return self._run_examples(spec, examples, tf_example.CLASSIFY_METHOD,
-                                  tf_example.check_classify_signature, tf_example.check_classify_outputs, timeout_s)
+        return self._run_examples(spec, examples, tf_example.CLASSIFY_METHOD, timeout_s)
 
     def regress(self, spec: ModelSpec, examples: Sequence[bytes], timeout_s: float | None = None) -> Result:
         """Serialized tf.Examples through a regression signature; output "outputs"."""
-        return self._run_examples(spec, examples, tf_example.REGRESS_METHOD,
-                                  tf_example.check_regress_signature, tf_example.check_regress_outputs, timeout_s)
+        return self._run_examples(spec, examples, tf_example.REGRESS_METHOD, timeout_s)
 
     def _run_examples(self, spec: ModelSpec, examples: Sequence[bytes], method: str,
-                      check_signature, check_outputs, timeout_s: float | None = None) -> Result:
+                      timeout_s: float | None = None) -> Result:
         request_log = self.request_log
         if request_log is None or (settings := request_log.sample(spec.name)) is None:
-            return _answered(self._examples(spec, examples, method, check_signature, check_outputs, timeout_s))
+            return _answered(self._examples(spec, examples, method, timeout_s))
         kind = "classify" if method == tf_example.CLASSIFY_METHOD else "regress"
         try:
-            result = self._examples(spec, examples, method, check_signature, check_outputs, timeout_s)
+            result = self._examples(spec, examples, method, timeout_s)
         except Exception as exc:
             _log_failure(request_log, kind, settings, spec, _read_examples(examples), exc)
             raise
@@ -188,9 +186,10 @@ class DataPlane:
         return _answered(result)
 
     def _examples(self, spec: ModelSpec, examples: Sequence[bytes], method: str,
-                  check_signature, check_outputs, timeout_s: float | None = None) -> Result:
+                  timeout_s: float | None = None) -> Result:
         """Feed the serialized examples to the signature's one string input (TF Serving's classifier and
-        regressor), after TF Serving's checks of the signature, and check what comes back."""
+        regressor; `method` says which), after TF Serving's checks of the signature, and check what comes back."""
+        check_signature, check_outputs = tf_example.CHECKS[method]
         signature_name = spec.resolved_signature_name
         with self.manager.acquire(spec.name, spec.version, spec.label) as servable:
             signature = servable.signatures.get(signature_name)
@@ -215,16 +214,8 @@ class DataPlane:
         checked by the front end beforehand (grpc/prediction_service.multi_inference). The request log gets
         one record for the request (a MultiInferenceLog, as TF Serving logs it), not one per task."""
         def run() -> list[Result]:
-            results = []
-            for method, signature_name in tasks:
-                spec = ModelSpec(name, version=version, signature_name=signature_name)
-                if method == tf_example.CLASSIFY_METHOD:
-                    results.append(self._examples(spec, examples, method, tf_example.check_classify_signature,
-                                                  tf_example.check_classify_outputs, timeout_s))
-                else:
-                    results.append(self._examples(spec, examples, method, tf_example.check_regress_signature,
-                                                  tf_example.check_regress_outputs, timeout_s))
-            return results
+            return [self._examples(ModelSpec(name, version=version, signature_name=signature_name), examples,
+                                   method, timeout_s) for method, signature_name in tasks]
         request_log = self.request_log
         if request_log is None or (settings := request_log.sample(name)) is None:
             results = run()
@@ -233,10 +224,8 @@ class DataPlane:
             try:
                 results = run()
             except Exception as exc:
-                code = exc.code if isinstance(exc, ServingError) else "INTERNAL"
-                message = exc.message if isinstance(exc, ServingError) else f"{type(exc).__name__}: {exc}"
                 request_log.submit("multi_inference", settings, name, version, "", _read_examples(examples), None,
-                                   status=f"{code}: {message}", tasks=named)
+                                   status=_failure_status(exc), tasks=named)
                 raise
             request_log.submit("multi_inference", settings, name, results[0].version if results else version, "",
                                _read_examples(examples), [r.outputs for r in results], tasks=named)
@@ -278,10 +267,15 @@ def _answered(result: Result) -> Result:
 def _log_failure(request_log: RequestLog, kind: str, settings, spec: ModelSpec, inputs, exc: Exception,
                  output_filter: Sequence[str] = ()) -> None:
     """A failed request's record: what was read of it, no response, its status."""
-    code = exc.code if isinstance(exc, ServingError) else "INTERNAL"
-    message = exc.message if isinstance(exc, ServingError) else f"{type(exc).__name__}: {exc}"
     request_log.submit(kind, settings, spec.name, spec.version, spec.resolved_signature_name,
-                       inputs, None, output_filter, status=f"{code}: {message}")
+                       inputs, None, output_filter, status=_failure_status(exc))
+
+
+def _failure_status(exc: Exception) -> str:
+    """A failed request's status in its log record: "CODE: message"."""
+    if isinstance(exc, ServingError):
+        return f"{exc.code}: {exc.message}"
+    return f"INTERNAL: {type(exc).__name__}: {exc}"
 
 
 def _read_examples(examples) -> tuple[list[bytes], bytes | None] | None:
