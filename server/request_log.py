@@ -271,11 +271,11 @@ def _sampling_config(config: bytes):
     return logging_config_pb2.LoggingConfig.FromString(config).sampling_config
 
 
-def _model_spec(out, item: _Item) -> None:
+def _model_spec(out, item: _Item, signature_name: str | None = None) -> None:
     out.name = item.name
     if item.version is not None:
         out.version.value = item.version
-    out.signature_name = item.signature_name
+    out.signature_name = item.signature_name if signature_name is None else signature_name
 
 
 def _predict(out, item: _Item) -> None:
@@ -334,20 +334,14 @@ def _multi_inference(out, item: _Item) -> None:
     request = out.request
     for method, signature_name in item.tasks:
         task = request.tasks.add()
-        task.model_spec.name = item.name
-        if item.version is not None:
-            task.model_spec.version.value = item.version
-        task.model_spec.signature_name = signature_name
+        _model_spec(task.model_spec, item, signature_name)
         task.method_name = method
     _input(request.input, item)
     if item.outputs is None:
         return
     for (method, signature_name), outputs in zip(item.tasks, item.outputs):
         result = out.response.results.add()
-        result.model_spec.name = item.name
-        if item.version is not None:
-            result.model_spec.version.value = item.version
-        result.model_spec.signature_name = signature_name
+        _model_spec(result.model_spec, item, signature_name)
         if method == CLASSIFY_METHOD:
             fill_classifications(result.classification_result, outputs)
         else:
