@@ -22,6 +22,8 @@ import sys
 from collections import OrderedDict
 from typing import Iterable, Sequence
 
+# warmup.py's MAX_RECORDS and WARMUP_FILE, written again so that --help does not load TensorFlow (warmup.py
+# imports it); tests/test_make_warmup.py checks they agree.
 MAX_RECORDS = 1000          # TF Serving's WarmupConsts::kMaxNumRecords
 DEFAULT_RECORDS = 100
 KINDS = ("predict_log", "classify_log", "regress_log", "multi_inference_log")
@@ -78,11 +80,12 @@ def model_of(entry) -> str:
 
 def group_of(entry) -> tuple:
     """What a record asked: its API and signature(s)."""
+    from .signatures import DEFAULT_SIGNATURE  # here: --help does not load TensorFlow
     kind = entry.WhichOneof("log_type")
     request = getattr(entry, kind).request
     if kind == "multi_inference_log":
-        return kind, tuple((t.method_name, t.model_spec.signature_name or "serving_default") for t in request.tasks)
-    return kind, request.model_spec.signature_name or "serving_default"
+        return kind, tuple((t.method_name, t.model_spec.signature_name or DEFAULT_SIGNATURE) for t in request.tasks)
+    return kind, request.model_spec.signature_name or DEFAULT_SIGNATURE
 
 
 def choose(entries: Sequence, n: int) -> list[int]:

@@ -250,3 +250,9 @@ def test_only_succeeded_requests_of_one_model_without_versions(tmp_path):
         make_warmup.make_warmup([str(logs)], str(tmp_path / "out"), num_records=1001, model_name="m")
     with pytest.raises(SystemExit, match="no request log files"):
         make_warmup.make_warmup([str(tmp_path / "none")], str(tmp_path / "out"))
+
+
+def test_its_constants_are_warmups():
+    """make_warmup writes warmup.py's two constants again (its --help must not load TensorFlow)."""
+    from server import warmup
+    assert (make_warmup.MAX_RECORDS, make_warmup.WARMUP_FILE) == (warmup.MAX_RECORDS, warmup.WARMUP_FILE)
