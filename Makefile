@@ -11,7 +11,7 @@ RAY_STAMP := $(VENV)/.installed-requirements-ray
 NODE_DIR := code/zh/savedmodel
 NODE_STAMP := $(NODE_DIR)/node_modules/.package-lock.json
 
-.PHONY: setup lock ray-deps node-deps wrk h2load rapidjson-oracle peers demo lint test test-ray record-ray html bench exercises fuzz soak clean
+.PHONY: setup lock ray-deps node-deps wrk h2load rapidjson-oracle peers demo lint test test-ray record-ray html bench bench-front-end exercises fuzz soak clean
 
 setup: $(STAMP)
 
@@ -131,6 +131,12 @@ bench: setup wrk h2load peers
 	$(PY) -m bench
 	$(PY) -m bench.grpc_run
 	$(PY) -m bench.logging_run
+	$(PY) -m bench.front_end_ab
+
+# One worker's single-image REST rate against an earlier commit, same run (BASE=<commit>; ~2 min).
+BASE ?= 22ca52c
+bench-front-end: setup wrk
+	$(PY) -m bench.front_end_ab --base $(BASE)
 
 # Long fuzzing: >= 100,000 bodies read by rapidjson and by this server (scripts/fuzz_json.py), then the
 # REST API (>= 10,000 requests from docs/openapi.yaml, then the hypothesis properties).

@@ -112,8 +112,8 @@ TF_SERVING_READY = Readiness(f"/v1/models/{MODEL_NAME}", lambda body: b"AVAILABL
 
 class ServerProcess:
     def __init__(self, system: str, cmd: list[str], port: int, log_path: pathlib.Path,
-                 ready: Readiness = TF_SERVING_READY, env: dict | None = None):
-        self.system, self.cmd, self.port, self.log_path = system, cmd, port, log_path
+                 ready: Readiness = TF_SERVING_READY, env: dict | None = None, cwd: pathlib.Path = ROOT):
+        self.system, self.cmd, self.port, self.log_path, self.cwd = system, cmd, port, log_path, cwd
         self.ready, self.env = ready, env or {}
         self.proc: subprocess.Popen | None = None
         self.startup_s: float | None = None
@@ -122,7 +122,7 @@ class ServerProcess:
         t0 = time.monotonic()
         self._log = open(self.log_path, "wb")
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **self.env}
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT,
                                      env=env, start_new_session=True)
         url = f"http://127.0.0.1:{self.port}{self.ready.path}"
         while time.monotonic() - t0 < timeout:

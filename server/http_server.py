@@ -23,8 +23,12 @@ def open_files_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def serve(options: Options) -> int:
-    """Run granian until SIGINT/SIGTERM; every worker process builds its own Worker from `options`."""
+def serve(options: Options, interface: str = "rsgi") -> int:
+    """Run granian until SIGINT/SIGTERM; every worker process builds its own Worker from `options`.
+
+    `interface="wsgi"` runs the same app under granian's WSGI interface, the front end this server had
+    before rest.rsgi, for bench.front_end_ab's comparison only: there a request takes a handler thread
+    before its body has arrived, so one client that sends headers and waits holds the worker."""
     import multiprocessing
 
     from granian import Granian
@@ -44,12 +48,15 @@ def serve(options: Options) -> int:
     log.info("REST API on http://%s:%d/v1/models/... with %d worker(s) x %d threads",
              options.rest_api_host, options.rest_api_port, options.workers, options.rest_api_num_threads)
     connections = open_files_limit()
+    wsgi = interface == "wsgi"
     server = Granian(
-        f"{__package__}.worker:worker_rsgi_app",   # this package's name, installed or from the repository
+        # this package's name, installed or from the repository
+        f"{__package__}.worker:{'worker_app' if wsgi else 'worker_rsgi_app'}",
         factory=True,
         # RSGI: granian reads bodies on the worker's event loop; rest.rsgi runs the app in
         # --rest_api_num_threads threads once a body is in (a slow client holds no thread).
-        interface=Interfaces.RSGI,
+        interface=Interfaces.WSGI if wsgi else Interfaces.RSGI,
+        **({"blocking_threads": options.rest_api_num_threads} if wsgi else {}),
         address=options.rest_api_host,
         port=options.rest_api_port,
         workers=options.workers,
