@@ -70,12 +70,14 @@ def start(system: str, model_path: pathlib.Path, out_dir: pathlib.Path, base_tre
     return server
 
 
-def table(rows: list[dict], base_rev: str, head_rev: str, args, model_desc: str, elapsed: float) -> str:
-    lines = [f"# REST front end: 1 image, {args.connections} connections, one worker",
+def markdown(results: dict) -> str:
+    """front_end.md from what front_end.json holds."""
+    rows = results["rows"]
+    lines = [f"# REST front end: 1 image, {results['connections']} connections, one worker",
              "",
-             f"Model: {model_desc}. base = {base_rev}, this tree = {head_rev}. {args.rounds} rounds of one "
-             f"{args.seconds:g} s window per server (the order rotating); ratio = rate / base's rate in the same "
-             f"round, median shown; {elapsed:.0f} s in all.",
+             f"Model: {results['model']}. base = {results['base']}, this tree = {results['head']}. "
+             f"{results['rounds']} rounds of one {results['seconds']:g} s window per server (the order rotating); "
+             f"ratio = rate / base's rate in the same round, median shown; {results['elapsed_s']:.0f} s in all.",
              "",
              "| server | req/s | ratio to base | CPU µs / req | p50 latency ms | errors |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -83,8 +85,8 @@ def table(rows: list[dict], base_rev: str, head_rev: str, args, model_desc: str,
         lines.append(f"| {row['system']} | {row['rps']:,.1f} | {row['ratio']:.3f} | {row['cpu_us_per_request']:.0f} "
                      f"| {row['p50_ms']:.1f} | {row['errors']} |")
     this = next(r for r in rows if r["system"] == "this tree")
-    lines += ["", f"This tree at {this['ratio']:.2f}x of the base: the goal, at least {GOAL:.2f}x, is "
-              f"{'met' if this['ratio'] >= GOAL else 'NOT met'}."]
+    lines += ["", f"This tree at {this['ratio']:.2f}x of the base: the goal, at least {results['goal']:.2f}x, is "
+              f"{'met' if this['ratio'] >= results['goal'] else 'NOT met'}."]
     return "\n".join(lines) + "\n"
 
 
@@ -149,11 +151,11 @@ def main(argv=None) -> int:
                      "ratios": [round(x, 3) for x in ratios], "rounds_rps": [round(x, 1) for x in rates[system]],
                      "cpu_us_per_request": statistics.median(cpu[system]), "p50_ms": statistics.median(p50[system]),
                      "errors": errors[system]})
-    md = table(rows, base_rev, head_rev, args, model_desc, elapsed)
+    results = {"rows": rows, "base": base_rev, "head": head_rev, "model": model_desc, "seconds": args.seconds,
+               "rounds": args.rounds, "connections": args.connections, "goal": GOAL, "elapsed_s": elapsed}
+    md = markdown(results)
     (out_dir / "front_end.md").write_text(md)
-    (out_dir / "front_end.json").write_text(json.dumps(
-        {"rows": rows, "base": base_rev, "head": head_rev, "seconds": args.seconds, "rounds": args.rounds,
-         "connections": args.connections, "goal": GOAL, "elapsed_s": elapsed}, indent=1))
+    (out_dir / "front_end.json").write_text(json.dumps(results, indent=1))
     print(md)
     print(f"bench.front_end_ab: results in {out_dir / 'front_end.md'}")
     return 0

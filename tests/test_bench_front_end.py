@@ -35,16 +35,17 @@ def test_front_end_bench_one_round(tmp_path):
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     assert result["base"] == result["head"] == head.stdout.strip()
     md = (tmp_path / "front_end.md").read_text()
+    assert md == front_end_ab.markdown(result)
     assert "| this tree WSGI |" in md
     assert ("is met." if this["ratio"] >= front_end_ab.GOAL else "is NOT met.") in md
     assert not (tmp_path / "front_end_base_tree").exists()   # the worktree is removed afterwards
 
 
 def test_goal_line_follows_the_ratio():
-    args = type("Args", (), {"connections": 32, "rounds": 1, "seconds": 1.0})()
-    def rows(ratio):
-        return [{"system": s, "rps": 100.0 * r, "ratio": r, "cpu_us_per_request": 250.0, "p50_ms": 7.0, "errors": 0}
+    def results(ratio):
+        rows = [{"system": s, "rps": 100.0 * r, "ratio": r, "cpu_us_per_request": 250.0, "p50_ms": 7.0, "errors": 0}
                 for s, r in (("base", 1.0), ("this tree", ratio), ("this tree WSGI", 1.0))]
-    assert "0.96x of the base: the goal, at least 0.95x, is met." in front_end_ab.table(rows(0.96), "a", "b", args,
-                                                                                         "m", 1.0)
-    assert "is NOT met." in front_end_ab.table(rows(0.6), "a", "b", args, "m", 1.0)
+        return {"rows": rows, "base": "a", "head": "b", "model": "m", "seconds": 1.0, "rounds": 1, "connections": 32,
+                "goal": front_end_ab.GOAL, "elapsed_s": 1.0}
+    assert "0.96x of the base: the goal, at least 0.95x, is met." in front_end_ab.markdown(results(0.96))
+    assert "is NOT met." in front_end_ab.markdown(results(0.6))
