@@ -49,3 +49,30 @@ def test_goal_line_follows_the_ratio():
                 "goal": front_end_ab.GOAL, "elapsed_s": 1.0}
     assert "0.96x of the base: the goal, at least 0.95x, is met." in front_end_ab.markdown(results(0.96))
     assert "is NOT met." in front_end_ab.markdown(results(0.6))
+
+
+def test_recorded_table_is_the_recorded_run():
+    # The chapter shows docs/_static/bench/front_end.md: it must be what front_end_ab writes for front_end.json.
+    recorded = ROOT / "docs" / "_static" / "bench"
+    results = json.loads((recorded / "front_end.json").read_text())
+    assert front_end_ab.markdown(results) == (recorded / "front_end.md").read_text()
+    assert [r["system"] for r in results["rows"]] == list(front_end_ab.SYSTEMS)
+    assert all(r["errors"] == 0 and len(r["rounds_rps"]) == results["rounds"] for r in results["rows"])
+
+
+def test_numbers_the_docs_quote_are_the_recorded_run():
+    results = json.loads((ROOT / "docs" / "_static" / "bench" / "front_end.json").read_text())
+    rows = {r["system"]: r for r in results["rows"]}
+    base, this, wsgi = rows["base"], rows["this tree"], rows["this tree WSGI"]
+    chapter = "".join(line.strip() for line in (ROOT / "docs" / "benchmarks.rst").read_text(encoding="utf-8").splitlines())
+    for phrase in (f"现在的代码每秒响应 {wsgi['rps']:,.0f} 个请求，是旧代码的 {wsgi['ratio']:.2f} 倍",
+                   f"每秒只有 {this['rps']:,.0f} 个，是旧代码的 {this['ratio']:.2f} 倍",
+                   f"每个请求的 CPU 时间从 {base['cpu_us_per_request']:.0f} 微秒增加到 {this['cpu_us_per_request']:.0f} 微秒",
+                   f"提交 {results['base']}"):
+        assert phrase in chapter, phrase
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    for phrase in (f"({results['base']}, WSGI) {base['rps']:,.0f} req/s",
+                   f"this tree {this['rps']:,.0f} ({this['ratio']:.2f}×; CPU per request "
+                   f"{this['cpu_us_per_request']:.0f} vs {base['cpu_us_per_request']:.0f} µs)",
+                   f"{wsgi['rps']:,.0f} ({wsgi['ratio']:.2f}×)"):
+        assert phrase in readme, phrase
