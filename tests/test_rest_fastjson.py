@@ -100,3 +100,8 @@ def test_same_float32():
     assert fastjson.same_float32(np.array([0.1, 0.2, 1 / 3]))
     # a double in the subnormal range: refused (rapidjson's error is not a few ulps there)
     assert not fastjson.same_float32(np.array([1e-310]))
+    # the same answers when the caller hands in its float32 copy
+    for values in (float32s, near, np.array([0.1, 0.2, 1 / 3]), np.array([1e-310])):
+        with np.errstate(over="ignore"):
+            as_float32 = values.astype(np.float32)
+        assert fastjson.same_float32(values, as_float32) == fastjson.same_float32(values)

@@ -87,8 +87,6 @@ def read_array(text: bytes) -> tuple[np.ndarray, tuple[int, ...]] | None:
     """
     if len(text) < 2 or text[:1] != _OPEN or text[-1:] != _CLOSE:
         return None
-    if len(text) <= _ONE_PIECE:
-        return _read_in_one_piece(text)
     skeleton = _skeleton(text)  # brackets and commas only, e.g. b"[[,],[,]]"
     if skeleton is None:  # other tokens (a string, NaN, true...), or a number beside a bracket
         return None
@@ -102,26 +100,6 @@ def read_array(text: bytes) -> tuple[np.ndarray, tuple[int, ...]] | None:
     if values is None:
         return None
     return values, shape
-
-
-def _read_in_one_piece(text: bytes) -> tuple[np.ndarray, tuple[int, ...]] | None:
-    """read_array for bodies up to _ONE_PIECE: the same steps as below, each over the whole text at
-    once, with no per-step copies (single images are the common request; these steps are about half
-    of their time in the server)."""
-    squeezed = text.translate(_SQUEEZE, JSON_WS)
-    if b"x" in squeezed:  # a string, NaN, true, an object...: not a plain numeric array
-        return None
-    shape = _shape_of(squeezed.translate(None, _NUM))
-    if shape is None or not _numbers_only_in_innermost_lists(squeezed):
-        return None
-    count = math.prod(shape)
-    try:  # see read_array: one comma-separated item per slot once the brackets are blanked
-        values = orjson.loads(b"[" + text.translate(_BLANK_BRACKETS) + b"]")
-        if len(values) != count:
-            return None
-        return np.fromiter(values, np.float64, count), shape  # faster than from the list itself
-    except (orjson.JSONDecodeError, OverflowError, TypeError, ValueError):
-        return None
 
 
 # Work on big bodies is done this many numbers (or bytes of text) at a time, so that what one step
@@ -138,9 +116,9 @@ def _numbers(items: bytes, count: int) -> np.ndarray | None:
     """`count` comma-separated JSON numbers (brackets around them are blanked) -> float64 array (as
     Python's float() of orjson's int or float), or None when an item is not one valid JSON number or the
     count differs."""
-    out = np.empty(count, np.float64)
     end, i, k = len(items), 0, 0
     step = _STEP if end > _ONE_PIECE else end
+    out = None
     while True:
         j = items.find(b",", i + step) if i + step < end else -1
         if j < 0:
@@ -153,9 +131,14 @@ def _numbers(items: bytes, count: int) -> np.ndarray | None:
             n = len(values)
             if k + n > count:
                 return None
-            out[k:k + n] = np.fromiter(values, np.float64, n)  # faster than from the list itself
+            part = np.fromiter(values, np.float64, n)  # faster than from the list itself
         except (orjson.JSONDecodeError, OverflowError, TypeError, ValueError):
             return None
+        if out is None:
+            if j == end:  # the whole text in one piece: that array is the answer
+                return part if n == count else None
+            out = np.empty(count, np.float64)
+        out[k:k + n] = part
         k += n
         if j == end:
             return out if k == count else None
@@ -244,10 +227,13 @@ def exact_as_rapidjson(text: bytes) -> bool:
 _ULPS = 16 * 2.0 ** -52
 
 
-def same_float32(values: np.ndarray) -> bool:
+def same_float32(values: np.ndarray, as_float32: np.ndarray | None = None) -> bool:
     """Every double, moved by up to 16 ulps either way, still rounds to the same float32: then its
     float32 is the same whether orjson or rapidjson read the number. False near float32 midpoints
-    and for tiny (subnormal-range) doubles."""
+    and for tiny (subnormal-range) doubles. `as_float32`: values.astype(np.float32), when the caller
+    has it; then the common case below (every double a float32 value) is one comparison, no steps."""
+    if as_float32 is not None and (as_float32 == values).all():
+        return True
     with np.errstate(over="ignore"):
         for start in range(0, len(values), _STEP):
             part = values[start:start + _STEP]

@@ -236,9 +236,7 @@ def _held_array(doc: dict, held: HeldTensor, signature: Signature) -> np.ndarray
         out = values
     else:
         out = values.astype(np.float32)  # within +-(2^24 - 1): no overflow
-        # Doubles that are float32 values (what clients send of float32 tensors) lie far from any float32
-        # midpoint: the float32 is the same whichever way a few ulps go. The common case, checked first.
-        if not (out == values).all() and not fastjson.same_float32(values) and not held.exact:
+        if not fastjson.same_float32(values, out) and not held.exact:
             return None
     # Row format with one input: the instances list is the batch; columnar: "inputs" is the tensor.
     return out.reshape(held.shape)
